@@ -1,0 +1,1 @@
+// placeholder: kernels for attention are written in a later commit

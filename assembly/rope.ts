@@ -1,0 +1,1 @@
+// placeholder: kernels for rope are written in a later commit

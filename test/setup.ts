@@ -1,0 +1,2 @@
+import { enableRelaxedSimd } from "../src/node/relaxed-simd.js";
+enableRelaxedSimd();
