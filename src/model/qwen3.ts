@@ -1,0 +1,130 @@
+// Qwen3 decoder forward pass over the autodiff ops, with the semantics of transformers'
+// modeling_qwen3.py (CONTRACT.md section 1). Layer numbering: `layerOutput(i)` is the residual stream
+// after decoder layer i (transformers' hidden_states[i + 1]); the steering vector is added there.
+import { addRowVector, add, attention, linear, reshape, rmsnorm, rope, siluMul, type RopeTables } from "../autodiff/ops.js";
+import { Tensor, fromArray, type AutodiffContext } from "../autodiff/tensor.js";
+import type { Qwen3Config } from "./config.js";
+import type { Qwen3Weights, LayerWeights } from "./weights.js";
+
+export class InputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InputError";
+  }
+}
+
+export class Qwen3Model {
+  private ropeCache = new Map<number, RopeTables>();
+
+  constructor(
+    readonly ctx: AutodiffContext,
+    readonly config: Qwen3Config,
+    readonly weights: Qwen3Weights,
+  ) {}
+
+  /** Number of layers whose weights are loaded (a prefix of the model). */
+  get loadedLayers(): number {
+    return this.weights.layers.length;
+  }
+
+  checkTokens(tokens: readonly number[], where = "--tokens"): void {
+    if (tokens.length === 0) throw new InputError(`${where}: empty prompt (no tokens)`);
+    for (const t of tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
+        throw new InputError(`${where}: token id ${t} is outside the vocabulary [0, ${this.config.vocabSize})`);
+      }
+    }
+  }
+
+  /** Embedding rows for the tokens: [T, d], a constant. */
+  embed(tokens: readonly number[]): Tensor {
+    this.checkTokens(tokens);
+    const d = this.config.hiddenSize;
+    const heap = this.ctx.rt.heap;
+    const out = new Tensor(this.ctx, heap.allocF32(tokens.length * d), [tokens.length, d]);
+    tokens.forEach((tok, i) => this.ctx.rt.k.copy(out.ptr + i * d * 4, this.weights.embed.ptr + tok * d * 4, d));
+    return out;
+  }
+
+  /**
+   * cos/sin tables for positions 0..T-1 ([T, headDim/2]), computed in float32 as transformers does.
+   * Cached per length: allocate the first ones outside any per-product heap scope.
+   */
+  ropeTables(T: number): RopeTables {
+    let t = this.ropeCache.get(T);
+    if (!t) {
+      const { cos, sin } = ropeTablesF32(T, this.config.headDim, this.config.ropeTheta);
+      t = { cos: fromArray(this.ctx, cos, [T, this.config.headDim / 2]), sin: fromArray(this.ctx, sin, [T, this.config.headDim / 2]) };
+      this.ropeCache.set(T, t);
+    }
+    return t;
+  }
+
+  /** One decoder layer: h [T, d] -> h [T, d]. */
+  layer(i: number, h: Tensor): Tensor {
+    const c = this.config;
+    const w: LayerWeights = this.weights.layers[i];
+    if (!w) throw new InputError(`layer ${i} is not loaded (model has ${c.numLayers} layers, ${this.loadedLayers} loaded)`);
+    const T = h.shape[0];
+    const tables = this.ropeTables(T);
+    const eps = c.rmsNormEps;
+    const x = rmsnorm(h, w.inputNorm, eps);
+    const headNorm = (t: Tensor, heads: number, weight: Tensor) =>
+      reshape(rmsnorm(reshape(t, [T * heads, c.headDim]), weight, eps), [T, heads * c.headDim]);
+    const q = rope(headNorm(linear(x, w.q), c.numHeads, w.qNorm), tables, c.numHeads, c.headDim);
+    const k = rope(headNorm(linear(x, w.k), c.numKvHeads, w.kNorm), tables, c.numKvHeads, c.headDim);
+    const v = linear(x, w.v);
+    const a = attention(q, k, v, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim) });
+    const h1 = add(h, linear(a, w.o));
+    const x2 = rmsnorm(h1, w.postNorm, eps);
+    const m = linear(siluMul(linear(x2, w.gate), linear(x2, w.up)), w.down);
+    return add(h1, m);
+  }
+
+  /**
+   * Run layers [from, to] on h, adding `steer` (a [d] tensor) to the output of layer `steerLayer` if
+   * given. Returns the output of layer `to`.
+   */
+  runLayers(h: Tensor, from: number, to: number, steer?: { layer: number; vector: Tensor }): Tensor {
+    for (let i = from; i <= to; i++) {
+      h = this.layer(i, h);
+      if (steer && steer.layer === i) h = addRowVector(h, steer.vector);
+    }
+    return h;
+  }
+
+  /** Every residual stream: [embeddings, layer 0 output, ..., layer L-1 output] (hidden_states). */
+  hiddenStates(tokens: readonly number[], steer?: { layer: number; vector: Tensor }): Tensor[] {
+    let h = this.embed(tokens);
+    const states = [h];
+    for (let i = 0; i < this.loadedLayers; i++) {
+      h = this.runLayers(h, i, i, steer);
+      states.push(h);
+    }
+    return states;
+  }
+
+  /** Logits [T, vocab] from the output of the last layer. */
+  logits(lastHidden: Tensor): Tensor {
+    if (!this.weights.finalNorm || !this.weights.lmHead) throw new Error("logits: the LM head is not loaded");
+    return linear(rmsnorm(lastHidden, this.weights.finalNorm, this.config.rmsNormEps), this.weights.lmHead);
+  }
+}
+
+/** transformers' Qwen3RotaryEmbedding in float32: inv_freq = 1 / theta^(2j/hd); angle = pos * inv_freq. */
+export function ropeTablesF32(T: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const f = Math.fround;
+  const invFreq = new Float32Array(half);
+  // torch: 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim)); pow in float32 of a float32 exponent.
+  for (let j = 0; j < half; j++) invFreq[j] = f(1 / f(Math.pow(theta, f(f(2 * j) / headDim))));
+  const cos = new Float32Array(T * half), sin = new Float32Array(T * half);
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < half; j++) {
+      const ang = f(t * invFreq[j]);
+      cos[t * half + j] = Math.cos(ang);
+      sin[t * half + j] = Math.sin(ang);
+    }
+  }
+  return { cos, sin };
+}
