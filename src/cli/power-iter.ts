@@ -1,0 +1,186 @@
+// `jacsteer power-iter`: top right singular vectors of the steering Jacobian (CONTRACT.md sections 1-3).
+import { intFlag, numberFlag, parseFlags, stringList, type Options } from "./args.js";
+import { UsageError } from "./errors.js";
+import { checkOutPath, defaultLayers, loadModel, log, readVectorArg, readVectorsArg, resolvePrompts } from "./session.js";
+import { parseVectorRef, encodeVectorFile } from "../io/vector-file.js";
+import { writeFileAtomic } from "../node/safetensors-file.js";
+import { SteeringJacobian, type ProductMethod } from "../jacobian/steering-jacobian.js";
+import { blockPowerIteration } from "../solvers/block-power.js";
+import { cpus } from "node:os";
+
+export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(layer-T output at the last K positions)/d(steering vector at layer S)
+
+  --model DIR              checkpoint directory (default: the bundled tiny model)
+  --prompt TEXT            a prompt (repeatable); --prompts FILE (one per line, or a .json array); --tokens 1,2,3 (repeatable)
+  --chat, --system TEXT    render prompts with the checkpoint's chat template (thinking disabled)
+  --source-layer S         layer whose output receives the steering vector (default: scaled from the seed's 6 of 28)
+  --target-layer T         layer whose output is the target (default: scaled from the seed's 20 of 28)
+  --positions K            last K token positions (default 4)
+  --num-vectors N          how many singular vectors (default 8)
+  --method M               jvp (default: forward-mode J v, then one VJP) | double-vjp (the seed's trick)
+  --max-iters I            power iterations at most (default 100)
+  --tol E                  stop when the subspace moves less than E (sine of largest angle; default 1e-5)
+  --seed N                 random start (default 0)
+  --at FILE[:ROW]          evaluate J at sv0 = A * vector; --at-scale A (default 1)
+  --init FILE[:ROW]        initial guess: one row, or all rows of FILE
+  --threads N              worker threads (default: all cores)
+  --out FILE.safetensors   write vectors, singular values, residuals and run metadata
+  --json                   print a JSON summary on stdout
+`;
+
+const OPTIONS: Options = {
+  model: { type: "string" },
+  prompt: { type: "string", multiple: true },
+  prompts: { type: "string" },
+  tokens: { type: "string", multiple: true },
+  chat: { type: "boolean" },
+  system: { type: "string" },
+  "source-layer": { type: "string" },
+  "target-layer": { type: "string" },
+  positions: { type: "string" },
+  "num-vectors": { type: "string" },
+  method: { type: "string" },
+  "max-iters": { type: "string" },
+  tol: { type: "string" },
+  seed: { type: "string" },
+  at: { type: "string" },
+  "at-scale": { type: "string" },
+  init: { type: "string" },
+  threads: { type: "string" },
+  out: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+};
+
+const METHODS: ProductMethod[] = ["jvp", "double-vjp"];
+
+export async function powerIter(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, OPTIONS);
+  if (f.help) {
+    process.stdout.write(POWER_ITER_HELP);
+    return 0;
+  }
+  const method = (f.method as string | undefined) ?? "jvp";
+  if (!METHODS.includes(method as ProductMethod)) throw new UsageError(`--method ${method}: expected one of ${METHODS.join(", ")}`);
+  const K = intFlag(f, "positions", 4, 1)!;
+  const n = intFlag(f, "num-vectors", 8, 1)!;
+  const maxIters = intFlag(f, "max-iters", 100, 1)!;
+  const tol = numberFlag(f, "tol", 1e-5)!;
+  if (tol < 0) throw new UsageError(`--tol ${tol}: must not be negative`);
+  const seed = intFlag(f, "seed", 0, 0)!;
+  const threads = intFlag(f, "threads", cpus().length, 1)!;
+  const atScale = numberFlag(f, "at-scale", 1)!;
+  if (f["at-scale"] !== undefined && f.at === undefined) throw new UsageError("--at-scale needs --at");
+  checkOutPath(f.out as string | undefined);
+
+  const started = performance.now();
+  // Peek at the config first: the default layers and the layers to load depend on it.
+  const { openCheckpoint } = await import("../node/checkpoint.js");
+  const peek = openCheckpoint((f.model as string | undefined) ?? (await import("./session.js")).defaultModelDir());
+  const L = peek.config.numLayers;
+  peek.close();
+  const defaults = defaultLayers(L);
+  const S = intFlag(f, "source-layer", defaults.source)!;
+  const T = intFlag(f, "target-layer", defaults.target)!;
+  if (f["source-layer"] === undefined || f["target-layer"] === undefined) {
+    log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
+  }
+  if (S < 0 || S >= L) throw new UsageError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
+  if (T < 0 || T >= L) throw new UsageError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
+  if (S > T) throw new UsageError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
+
+  // Only layers 0..T are ever read or run.
+  const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { layers: T + 1 });
+  const d = model.config.hiddenSize;
+  if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}`);
+  const prompts = await resolvePrompts(
+    { prompt: stringList(f, "prompt"), prompts: f.prompts as string | undefined, tokens: stringList(f, "tokens"), chat: !!f.chat, system: f.system as string | undefined },
+    ckpt,
+  );
+  let at: Float32Array | undefined;
+  if (f.at !== undefined) {
+    const { vector } = readVectorArg(f.at as string, "--at", d);
+    at = vector.map((x) => x * atScale);
+  }
+  let init: Float64Array[] | undefined;
+  if (f.init !== undefined) {
+    const ref = parseVectorRef(f.init as string);
+    init = ref.row === null ? readVectorsArg(ref.file, "--init").map((v) => Float64Array.from(v)) : [Float64Array.from(readVectorArg(f.init as string, "--init", d).vector)];
+    if (init.some((v) => v.length !== d)) throw new UsageError(`--init ${f.init}: vectors have length ${init[0].length}, the model's hidden size is ${d}`);
+    init = init.slice(0, n);
+  }
+
+  log(`jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} K=${K}; ${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; method ${method}; kernels ${rt.build}; threads 1 of ${threads} requested (the threaded path is not built yet)`);
+  const J = new SteeringJacobian(model, prompts, { sourceLayer: S, targetLayer: T, positions: K, at });
+  const result = blockPowerIteration(
+    { dim: d, apply: (v) => Float64Array.from(J.normalProduct(Float32Array.from(v), method as ProductMethod)) },
+    {
+      numVectors: n,
+      maxIters,
+      tol,
+      seed,
+      init,
+      onProgress: (p) => {
+        const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(5)).join(" ");
+        log(`iter ${p.iteration}: sigma ${fmt(p.sigmas)} | residual max ${Math.max(...p.residuals).toExponential(2)} | subspace change ${p.subspaceChange.toExponential(2)}`);
+      },
+    },
+  );
+  const seconds = (performance.now() - started) / 1000;
+
+  if (f.out !== undefined) {
+    const metadata: Record<string, string> = {
+      method: `power-iter/${method}`,
+      model: ckpt.name,
+      model_path: ckpt.dir,
+      source_layer: String(S),
+      target_layer: String(T),
+      positions: String(K),
+      seed: String(seed),
+      num_vectors: String(n),
+      tokens: JSON.stringify(prompts),
+      chat: String(!!f.chat),
+      at: f.at === undefined ? "" : String(f.at),
+      at_scale: f.at === undefined ? "" : String(atScale),
+      init: f.init === undefined ? "" : String(f.init),
+      iterations: String(result.iterations),
+      products: String(result.products),
+      converged: String(result.converged),
+      tol: String(tol),
+      max_iters: String(maxIters),
+      dtype: "float32",
+      implementation: "jacsteer",
+      kernels: rt.build,
+    };
+    writeFileAtomic(f.out as string, encodeVectorFile({ vectors: result.vectors.map((v) => Float32Array.from(v)), singularValues: result.singularValues, residuals: result.residuals, metadata }));
+    log(`jacsteer: wrote ${f.out}`);
+  }
+
+  if (f.json) {
+    const summary = {
+      singular_values: result.singularValues,
+      residuals: result.residuals,
+      iterations: result.iterations,
+      products: result.products,
+      converged: result.converged,
+      seconds,
+      tokens: prompts,
+      method,
+      source_layer: S,
+      target_layer: T,
+      positions: K,
+      model: ckpt.name,
+      kernels: rt.build,
+      peak_wasm_bytes: rt.heap.peakBytes,
+      out: f.out ?? null,
+    };
+    process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
+  } else {
+    const lines = [`  i  sigma          residual ||J^T J v - sigma^2 v||`];
+    result.singularValues.forEach((s, i) => lines.push(`${String(i).padStart(3)}  ${s.toPrecision(8).padEnd(13)}  ${result.residuals[i].toExponential(3)}`));
+    lines.push(`${result.converged ? "converged" : "NOT converged (raise --max-iters or --tol)"} after ${result.iterations} iterations, ${result.products} J^T J v products, ${seconds.toFixed(2)} s`);
+    process.stdout.write(lines.join("\n") + "\n");
+  }
+  ckpt.close();
+  return 0;
+}

@@ -1,0 +1,124 @@
+// What every command needs: the runtime, the checkpoint and model, prompts as token ids, vectors read
+// from files. Each step fails with one line naming the flag, file or tensor.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { AutodiffContext } from "../autodiff/tensor.js";
+import { decodeVectorFile, parseVectorRef, VectorFileError } from "../io/vector-file.js";
+import { Qwen3Model } from "../model/qwen3.js";
+import { loadQwen3Weights } from "../model/weights.js";
+import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
+import { createNodeRuntime, packageRoot } from "../node/runtime.js";
+import { openSafetensorsFile } from "../node/safetensors-file.js";
+import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
+import { renderPrompt } from "../tokenizer/index.js";
+import type { Runtime } from "../runtime/runtime.js";
+import { UsageError } from "./errors.js";
+
+export const log = (msg: string) => process.stderr.write(msg + "\n");
+
+export function defaultModelDir(): string {
+  return join(packageRoot(), "models", "tiny");
+}
+
+export interface LoadedModel {
+  rt: Runtime;
+  ckpt: Checkpoint;
+  model: Qwen3Model;
+}
+
+/** Open the checkpoint and load layers [0, layers) (and the LM head with `head`). */
+export async function loadModel(modelArg: string | undefined, opts: { layers?: number; head?: boolean }): Promise<LoadedModel> {
+  const ckpt = openCheckpoint(modelArg ?? defaultModelDir());
+  const rt = await createNodeRuntime();
+  const ctx = new AutodiffContext(rt);
+  const layers = Math.min(opts.layers ?? ckpt.config.numLayers, ckpt.config.numLayers);
+  const weights = ctx.noGrad(() => loadQwen3Weights(ctx, ckpt.config, ckpt.tensors, { layers, head: opts.head }));
+  return { rt, ckpt, model: new Qwen3Model(ctx, ckpt.config, weights) };
+}
+
+export interface PromptFlags {
+  prompt?: string[];
+  prompts?: string;
+  tokens?: string[];
+  chat?: boolean;
+  system?: string;
+}
+
+function readPromptsFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`--prompts ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  if (file.endsWith(".json")) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw new UsageError(`--prompts ${file}: not valid JSON (${(e as Error).message})`);
+    }
+    if (!Array.isArray(parsed) || !parsed.every((p) => typeof p === "string")) throw new UsageError(`--prompts ${file}: expected a JSON array of strings`);
+    return parsed;
+  }
+  // One prompt per line; blank lines are skipped. Escape a newline inside a prompt as \n.
+  return text.split(/\r?\n/).filter((l) => l.trim() !== "").map((l) => l.replace(/\\n/g, "\n"));
+}
+
+function parseTokenList(s: string): number[] {
+  const parts = s.split(",").map((x) => x.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) throw new UsageError(`--tokens ${s}: expected comma-separated non-negative integers`);
+  return parts.map(Number);
+}
+
+/** Token ids of every prompt, as run. */
+export async function resolvePrompts(f: PromptFlags, ckpt: Checkpoint): Promise<number[][]> {
+  const texts = [...(f.prompt ?? []), ...(f.prompts ? readPromptsFile(f.prompts) : [])];
+  const tokenLists = (f.tokens ?? []).map(parseTokenList);
+  if (texts.length === 0 && tokenLists.length === 0) throw new UsageError("no prompt given: use --prompt TEXT, --prompts FILE or --tokens 1,2,3");
+  if (f.system !== undefined && !f.chat) throw new UsageError("--system needs --chat");
+  if (tokenLists.length && f.chat) throw new UsageError("--chat applies to text prompts, not to --tokens");
+  const out: number[][] = [];
+  if (texts.length) {
+    const tok = await loadTokenizerFromDir(ckpt.dir);
+    for (const t of texts) out.push(renderPrompt(tok, t, { chat: !!f.chat, system: f.system }));
+  }
+  out.push(...tokenLists);
+  return out;
+}
+
+/** Read `FILE` (row 0) or `FILE:ROW` from a vector file; `flag` is named in errors. */
+export function readVectorArg(arg: string, flag: string, expectDim: number): { vector: Float32Array; file: string; row: number } {
+  const { file, row } = parseVectorRef(arg);
+  const all = readVectorsArg(file, flag);
+  const r = row ?? 0;
+  if (r >= all.length) throw new VectorFileError(`${flag} ${arg}: row ${r} out of range (the file has ${all.length} vectors)`);
+  const vector = all[r];
+  if (vector.length !== expectDim) throw new VectorFileError(`${flag} ${arg}: vectors have length ${vector.length}, the model's hidden size is ${expectDim}`);
+  return { vector, file, row: r };
+}
+
+export function readVectorsArg(file: string, flag: string): Float32Array[] {
+  if (!existsSync(file)) throw new VectorFileError(`${flag} ${file}: file does not exist`);
+  const r = openSafetensorsFile(file);
+  try {
+    return decodeVectorFile(r, file).vectors;
+  } finally {
+    r.close?.();
+  }
+}
+
+/** Fail before any work if --out cannot be written where asked. */
+export function checkOutPath(out: string | undefined): void {
+  if (out === undefined) return;
+  if (!out.endsWith(".safetensors")) throw new UsageError(`--out ${out}: the file name must end in .safetensors`);
+  const dir = dirname(resolve(out));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${out}: directory ${dir} does not exist`);
+}
+
+/** Model-size aware default layers: the seed's S = 6, T = 20 of 28 layers, scaled. */
+export function defaultLayers(numLayers: number): { source: number; target: number } {
+  const source = Math.min(numLayers - 1, Math.round((numLayers * 6) / 28));
+  const target = Math.max(source, Math.min(numLayers - 1, Math.round((numLayers * 20) / 28)));
+  return { source, target };
+}
