@@ -206,7 +206,8 @@ for (const [buildName, rt] of runtimes) {
 
 // ---------------------------------------------------------------- PyTorch cross-check
 
-const PYTHON = "/usr/bin/python3";
+// The system python carries Debian's torch; JACSTEER_PYTHON overrides it (e.g. to check the skip path).
+const PYTHON = process.env.JACSTEER_PYTHON ?? "/usr/bin/python3";
 const TORCH_SCRIPT = String.raw`
 import json, sys, torch
 cases = json.load(open(sys.argv[1]))

@@ -1,0 +1,20 @@
+// Runs the benchmarks: `npm run bench` (all), or `node --experimental-wasm-relaxed-simd dist/bench/run.js matmul`
+// for some of them by name. Each bench writes bench/results/<name>.json and <name>.md.
+import { enableRelaxedSimd } from "../src/node/relaxed-simd.js";
+import { benchMatmul } from "./matmul.js";
+
+const BENCHES: Record<string, () => Promise<unknown>> = {
+  matmul: () => benchMatmul(),
+};
+
+async function main(): Promise<void> {
+  enableRelaxedSimd();
+  const names = process.argv.slice(2);
+  for (const n of names) if (!(n in BENCHES)) throw new Error(`unknown bench "${n}"; known: ${Object.keys(BENCHES).join(", ")}`);
+  for (const n of names.length ? names : Object.keys(BENCHES)) await BENCHES[n]();
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+  process.exit(1);
+});
