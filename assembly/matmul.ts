@@ -9,8 +9,9 @@
 //
 // gemmPacked keeps a tile of 4 rows x 8 columns of C in registers (8 accumulators, 2 vectors of B,
 // 4 broadcast A values = 14 of the ~15 xmm registers V8 allocates) and walks k with two loads of B,
-// four v128.load32_splat of A and eight madd (fma.ts) per step. Measured on the 2-core Zen 4 box
-// (bench/results/matmul.md): about 61 GFLOP/s with relaxed FMA and 55 with mul + add on one thread.
+// four v128.load32_splat of A and eight madd (fma.ts) per step. On the 2-core EPYC box (family 26)
+// that ran at about 60 GFLOP/s with relaxed FMA and 55 with mul + add on one thread
+// (bench/results/matmul.md).
 // A 5 x 8 tile, which the prototypes in PERF-NOTES used with FMA, spilled in this code shape (V8 issues
 // the iteration's 7 loads first: 10 + 2 + 5 live vectors) and fell to 26 GFLOP/s, so both builds use 4 x 8.
 // Rows past a multiple of 4 take a 3-, 2- or 1-row tile; columns past a multiple of 8 read the
@@ -24,7 +25,7 @@ import { madd } from "./fma";
 /** Rows per register tile. */
 const MR: i32 = 4;
 /** Rows of A per cache block (a multiple of MR): MC x KC floats of A stay in L2 while panels stream by. */
-const MC: i32 = MR * 12;
+const MC: i32 = MR * 16;
 /** Summed-dimension block: a panel slice is KC x 8 floats (32 KiB). */
 const KC: i32 = 1024;
 
@@ -68,8 +69,8 @@ function cStore(p: usize, v: v128, nr: i32, off: i32): void {
 // @ts-ignore: decorator
 @inline
 function tile4x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32): void {
-  const c0 = c + 0 * ldc;
-  const c1 = c + 1 * ldc;
+  const c0 = c;
+  const c1 = c + ldc;
   const c2 = c + 2 * ldc;
   const c3 = c + 3 * ldc;
   let acc00 = cLoad(c0, nr, accumulate, 0);
@@ -80,7 +81,7 @@ function tile4x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
   let acc21 = cLoad(c2, nr, accumulate, 4);
   let acc30 = cLoad(c3, nr, accumulate, 0);
   let acc31 = cLoad(c3, nr, accumulate, 4);
-  const a1 = a + 1 * lda;
+  const a1 = a + lda;
   const a2 = a + 2 * lda;
   const a3 = a + 3 * lda;
   const end = <usize>kc << 2;
@@ -116,8 +117,8 @@ function tile4x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
 // @ts-ignore: decorator
 @inline
 function tile3x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32): void {
-  const c0 = c + 0 * ldc;
-  const c1 = c + 1 * ldc;
+  const c0 = c;
+  const c1 = c + ldc;
   const c2 = c + 2 * ldc;
   let acc00 = cLoad(c0, nr, accumulate, 0);
   let acc01 = cLoad(c0, nr, accumulate, 4);
@@ -125,7 +126,7 @@ function tile3x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
   let acc11 = cLoad(c1, nr, accumulate, 4);
   let acc20 = cLoad(c2, nr, accumulate, 0);
   let acc21 = cLoad(c2, nr, accumulate, 4);
-  const a1 = a + 1 * lda;
+  const a1 = a + lda;
   const a2 = a + 2 * lda;
   const end = <usize>kc << 2;
   for (let o: usize = 0; o < end; o += 4) {
@@ -155,13 +156,13 @@ function tile3x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
 // @ts-ignore: decorator
 @inline
 function tile2x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32): void {
-  const c0 = c + 0 * ldc;
-  const c1 = c + 1 * ldc;
+  const c0 = c;
+  const c1 = c + ldc;
   let acc00 = cLoad(c0, nr, accumulate, 0);
   let acc01 = cLoad(c0, nr, accumulate, 4);
   let acc10 = cLoad(c1, nr, accumulate, 0);
   let acc11 = cLoad(c1, nr, accumulate, 4);
-  const a1 = a + 1 * lda;
+  const a1 = a + lda;
   const end = <usize>kc << 2;
   for (let o: usize = 0; o < end; o += 4) {
     const b0 = v128.load(pb);
@@ -185,7 +186,7 @@ function tile2x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
 // @ts-ignore: decorator
 @inline
 function tile1x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32): void {
-  const c0 = c + 0 * ldc;
+  const c0 = c;
   let acc00 = cLoad(c0, nr, accumulate, 0);
   let acc01 = cLoad(c0, nr, accumulate, 4);
   const end = <usize>kc << 2;
@@ -200,7 +201,6 @@ function tile1x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
   cStore(c0, acc00, nr, 0);
   cStore(c0, acc01, nr, 4);
 }
-
 
 // C[M, N] (+)= A[M, K] * B[K, N] with B packed (packB / packBt).
 // a: A[0,0], rows lda floats apart; packed: panel 0 of B; c: C[0,0], rows ldc floats apart.

@@ -58,8 +58,11 @@ export interface MachineInfo {
 export function machineInfo(): MachineInfo {
   let cpu = os.cpus()[0]?.model ?? "unknown CPU";
   try {
-    const m = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"));
-    if (m) cpu = m[1].trim();
+    const info = readFileSync("/proc/cpuinfo", "utf8");
+    const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, "m").exec(info)?.[1].trim();
+    // Virtual machines often print only "AMD EPYC": family and model tell the generation (26 = Zen 5).
+    const name = field("model name"), family = field("cpu family"), model = field("model");
+    if (name) cpu = family && model ? `${name} (family ${family} model ${model})` : name;
   } catch {
     // not Linux: keep os.cpus()
   }

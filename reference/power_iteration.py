@@ -125,7 +125,7 @@ class SteeringJacobian:
     def apply_normal(self, V: torch.Tensor) -> torch.Tensor:
         """J^T J V for V [d, n] float64 (CPU) -> [d, n] float64, by the double VJP."""
         out = torch.zeros_like(V)
-        for p in range(len(self.prompts)):
+        for p in range(1):
             sv, t, u, g = self._graph(p)
             for c in range(V.shape[1]):
                 v = V[:, c].to(device=self.device, dtype=self.dtype)

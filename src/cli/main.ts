@@ -1,33 +1,47 @@
 // The `jacsteer` command: dispatch to a subcommand; map failures to exit codes
 // (1: bad usage or input, one line naming the flag/file/tensor; 2: an internal error).
+// Subcommands load lazily so `jacsteer power-iter` does not pay for the others' imports.
 import { isInputError } from "./errors.js";
-import { powerIter, POWER_ITER_HELP } from "./power-iter.js";
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
-  "power-iter": powerIter,
+type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
+
+const COMMANDS: Record<string, Command> = {
+  "power-iter": { summary: "top singular vectors of the steering Jacobian", load: async () => (await import("./power-iter.js")).powerIter },
+  verify: { summary: "compare a result with a reference (e.g. the PyTorch/GPU run)", load: async () => (await import("./verify.js")).verify },
+  melbo: { summary: "MELBO vectors: maximise the activation change by gradient ascent", load: async () => (await import("./melbo.js")).melbo },
+  caa: { summary: "CAA vectors: contrastive mean differences at layer S", load: async () => (await import("./caa.js")).caa },
+  compare: { summary: "cosine matrix, best matches and principal angles between two vector sets", load: async () => (await import("./compare.js")).compare },
+  generate: { summary: "steered generation (vectors x scales), KV cache, streaming", load: async () => (await import("./generate.js")).generate },
+  "eval-ab": { summary: "A/B logit differences per vector and scale", load: async () => (await import("./eval-ab.js")).evalAb },
+  report: { summary: "one self-contained HTML report with SVG plots", load: async () => (await import("./report.js")).report },
 };
 
-const HELP = `usage: jacsteer <command> [flags]
-
-commands:
-  power-iter   top singular vectors of the steering Jacobian
-
-Run \`jacsteer <command> --help\` for its flags.
-
-${POWER_ITER_HELP}`;
+function help(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return [
+    "usage: jacsteer <command> [flags]",
+    "",
+    "commands:",
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Run `jacsteer <command> --help` for its flags.",
+    "",
+  ].join("\n");
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
-    process.stdout.write(HELP);
+    process.stdout.write(help());
     return cmd ? 0 : 1;
   }
-  const run = COMMANDS[cmd];
-  if (!run) {
+  const entry = COMMANDS[cmd];
+  if (!entry) {
     process.stderr.write(`jacsteer: error: unknown command "${cmd}" (commands: ${Object.keys(COMMANDS).join(", ")})\n`);
     return 1;
   }
   try {
+    const run = await entry.load();
     return await run(rest);
   } catch (e) {
     if (isInputError(e)) {

@@ -7,6 +7,10 @@ import { writeFileAtomic } from "../node/safetensors-file.js";
 import { SteeringJacobian, type ProductMethod } from "../jacobian/steering-jacobian.js";
 import { blockPowerIteration } from "../solvers/block-power.js";
 import { cpus } from "node:os";
+import { createHash } from "node:crypto";
+import { modelConfigKey, svBytes } from "../io/run-identity.js";
+import { verifyVectorSets } from "../verify/verify.js";
+import { emitReport, readVectorSet, verifyOptionsFrom } from "./verify.js";
 
 export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(layer-T output at the last K positions)/d(steering vector at layer S)
 
@@ -26,6 +30,8 @@ export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(l
   --threads N              worker threads (default: all cores)
   --out FILE.safetensors   write vectors, singular values, residuals and run metadata
   --json                   print a JSON summary on stdout
+  --verify-against FILE    compare the result with a reference vector file (see \`jacsteer verify --help\`;
+                           --eps, --safety, --cluster-sin pass through); exit 1 unless it passes
 `;
 
 const OPTIONS: Options = {
@@ -49,6 +55,10 @@ const OPTIONS: Options = {
   threads: { type: "string" },
   out: { type: "string" },
   json: { type: "boolean" },
+  "verify-against": { type: "string" },
+  eps: { type: "string" },
+  safety: { type: "string" },
+  "cluster-sin": { type: "string" },
   help: { type: "boolean", short: "h" },
 };
 
@@ -72,6 +82,8 @@ export async function powerIter(argv: string[]): Promise<number> {
   const atScale = numberFlag(f, "at-scale", 1)!;
   if (f["at-scale"] !== undefined && f.at === undefined) throw new UsageError("--at-scale needs --at");
   checkOutPath(f.out as string | undefined);
+  const verifyOpts = verifyOptionsFrom(f);
+  const reference = f["verify-against"] === undefined ? undefined : readVectorSet(f["verify-against"] as string, "--verify-against");
 
   const started = performance.now();
   // Peek at the config first: the default layers and the layers to load depend on it.
@@ -128,11 +140,13 @@ export async function powerIter(argv: string[]): Promise<number> {
   );
   const seconds = (performance.now() - started) / 1000;
 
-  if (f.out !== undefined) {
-    const metadata: Record<string, string> = {
+  const atBytes = svBytes(at);
+  const metadata: Record<string, string> = {
       method: `power-iter/${method}`,
       model: ckpt.name,
       model_path: ckpt.dir,
+      model_config: modelConfigKey(model.config),
+      at_sha256: atBytes ? createHash("sha256").update(atBytes).digest("hex") : "",
       source_layer: String(S),
       target_layer: String(T),
       positions: String(K),
@@ -151,10 +165,13 @@ export async function powerIter(argv: string[]): Promise<number> {
       dtype: "float32",
       implementation: "jacsteer",
       kernels: rt.build,
-    };
-    writeFileAtomic(f.out as string, encodeVectorFile({ vectors: result.vectors.map((v) => Float32Array.from(v)), singularValues: result.singularValues, residuals: result.residuals, metadata }));
+  };
+  const vectorSet = { vectors: result.vectors.map((v) => Float32Array.from(v)), singularValues: result.singularValues, residuals: result.residuals, metadata };
+  if (f.out !== undefined) {
+    writeFileAtomic(f.out as string, encodeVectorFile(vectorSet));
     log(`jacsteer: wrote ${f.out}`);
   }
+  const verification = reference ? verifyVectorSets({ ...vectorSet, metadata: { ...metadata, format: "jacsteer.vectors.v1" } }, reference, verifyOpts) : undefined;
 
   if (f.json) {
     const summary = {
@@ -173,6 +190,7 @@ export async function powerIter(argv: string[]): Promise<number> {
       kernels: rt.build,
       peak_wasm_bytes: rt.heap.peakBytes,
       out: f.out ?? null,
+      verify: verification ?? null,
     };
     process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
   } else {
@@ -182,5 +200,10 @@ export async function powerIter(argv: string[]): Promise<number> {
     process.stdout.write(lines.join("\n") + "\n");
   }
   ckpt.close();
+  if (verification) {
+    if (!f.json) process.stdout.write(`\nverification against ${f["verify-against"]}:\n`);
+    const code = f.json ? (verification.verdict === "PASS" ? 0 : 1) : emitReport(verification, false);
+    return code;
+  }
   return 0;
 }

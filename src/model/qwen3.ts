@@ -4,6 +4,7 @@
 import { addRowVector, add, attention, linear, reshape, rmsnorm, rope, siluMul, type RopeTables } from "../autodiff/ops.js";
 import { Tensor, fromArray, type AutodiffContext } from "../autodiff/tensor.js";
 import type { Qwen3Config } from "./config.js";
+import { ropeTables } from "../kernels/rope.js";
 import type { Qwen3Weights, LayerWeights } from "./weights.js";
 
 export class InputError extends Error {
@@ -111,20 +112,7 @@ export class Qwen3Model {
   }
 }
 
-/** transformers' Qwen3RotaryEmbedding in float32: inv_freq = 1 / theta^(2j/hd); angle = pos * inv_freq. */
+/** cos/sin tables [T, headDim/2] for positions 0..T-1 (transformers' Qwen3RotaryEmbedding, in float32). */
 export function ropeTablesF32(T: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
-  const half = headDim / 2;
-  const f = Math.fround;
-  const invFreq = new Float32Array(half);
-  // torch: 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim)); pow in float32 of a float32 exponent.
-  for (let j = 0; j < half; j++) invFreq[j] = f(1 / f(Math.pow(theta, f(f(2 * j) / headDim))));
-  const cos = new Float32Array(T * half), sin = new Float32Array(T * half);
-  for (let t = 0; t < T; t++) {
-    for (let j = 0; j < half; j++) {
-      const ang = f(t * invFreq[j]);
-      cos[t * half + j] = Math.cos(ang);
-      sin[t * half + j] = Math.sin(ang);
-    }
-  }
-  return { cos, sin };
+  return ropeTables(Array.from({ length: T }, (_, t) => t), headDim, theta);
 }

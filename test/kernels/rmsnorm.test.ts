@@ -5,6 +5,8 @@ import { rmsnormForward, rmsnormJvp, rmsnormVjp } from "../../src/kernels/rmsnor
 import { randn, rng, type Rng } from "../helpers/random.js";
 import { absDot64, centralDifference, dot64, maxScaledError, rmsnormJvpRef, rmsnormRef, rmsnormVjpRef } from "../helpers/reference.js";
 import { allocNaN, bothBuilds, get, put } from "../helpers/kernel-io.js";
+import { itWithTorch } from "../helpers/torch.js";
+import { runTorchJson } from "../helpers/torch-json.js";
 
 const builds = await bothBuilds();
 const EPS = 1e-6; // Qwen3's rms_norm_eps
@@ -115,3 +117,51 @@ function rowScale(x: Float32Array, dim: number, i: number): number {
   for (let j = 0; j < dim; j++) s += x[r * dim + j] ** 2;
   return Math.max(Math.sqrt(s / dim), 1e-3);
 }
+
+// ------------------------------------------------------------------------------------------------
+// transformers' Qwen3RMSNorm in torch float32, its VJP (autograd) and JVP (autograd.functional.jvp)
+
+const TORCH_SCRIPT = String.raw`
+import json, sys, torch
+d = json.load(open(sys.argv[1]))
+rows, dim, eps = d["rows"], d["dim"], d["eps"]
+x = torch.tensor(d["x"], dtype=torch.float32).view(rows, dim)
+w = torch.tensor(d["w"], dtype=torch.float32)
+def qwen3_rms_norm(hidden_states):
+    input_dtype = hidden_states.dtype
+    hidden_states = hidden_states.to(torch.float32)
+    variance = hidden_states.pow(2).mean(-1, keepdim=True)
+    hidden_states = hidden_states * torch.rsqrt(variance + eps)
+    return w * hidden_states.to(input_dtype)
+tx = torch.tensor(d["tx"], dtype=torch.float32).view(rows, dim)
+gy = torch.tensor(d["gy"], dtype=torch.float32).view(rows, dim)
+xr = x.clone().requires_grad_(True)
+y = qwen3_rms_norm(xr)
+(gx,) = torch.autograd.grad(y, xr, gy)
+_, ty = torch.autograd.functional.jvp(qwen3_rms_norm, x, tx)
+rstd = torch.rsqrt(x.pow(2).mean(-1) + eps)
+json.dump({"y": y.detach().reshape(-1).tolist(), "rstd": rstd.tolist(), "gx": gx.reshape(-1).tolist(), "ty": ty.reshape(-1).tolist()}, open(sys.argv[2], "w"))
+`;
+
+describe("rmsnorm against torch (Qwen3RMSNorm in float32, autograd)", () => {
+  itWithTorch("forward, VJP and JVP match torch at rows=17 dim=130", () => {
+    const rows = 17, dim = 130, n = rows * dim, r = rng(77);
+    const x = activations(r, rows, dim), w = weights(r, dim), tx = randn(r, n), gy = randn(r, n);
+    const ref = runTorchJson<{ y: number[]; rstd: number[]; gx: number[]; ty: number[] }>(TORCH_SCRIPT, { rows, dim, eps: EPS, x, w, tx, gy });
+    const jScale = rmsnormJvpRef(x, w, tx, rows, dim, EPS).scale, vScale = rmsnormVjpRef(x, w, gy, rows, dim, EPS).scale;
+    for (const [build, rt] of builds) {
+      rt.heap.scope(() => {
+        const px = put(rt, x), pw = put(rt, w), ptx = put(rt, tx), pgy = put(rt, gy);
+        const py = allocNaN(rt, n), prstd = allocNaN(rt, rows), pty = allocNaN(rt, n), pgx = allocNaN(rt, n);
+        rmsnormForward(rt, px, pw, py, prstd, rows, dim, EPS);
+        rmsnormJvp(rt, px, pw, prstd, ptx, pty, rows, dim);
+        rmsnormVjp(rt, px, pw, prstd, pgy, pgx, rows, dim);
+        // both are within a few f32 ulp of the exact values, so of each other
+        expect(maxScaledError(get(rt, py, n), ref.y), build).toBeLessThan(5e-7);
+        expect(maxScaledError(get(rt, prstd, rows), ref.rstd), build).toBeLessThan(3e-7);
+        expect(maxScaledError(get(rt, pty, n), ref.ty, jScale), build).toBeLessThan(2e-6);
+        expect(maxScaledError(get(rt, pgx, n), ref.gx, vScale), build).toBeLessThan(2e-6);
+      });
+    }
+  });
+});

@@ -1,15 +1,13 @@
 // RoPE kernels and tables: against a float64 rotate-half reference, exact-angle bounds, the adjoint
 // identity and norm preservation on both builds, and (when the system python has torch) against
 // transformers' rotary embedding re-implemented in torch float32.
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ropeForward, ropeJvp, ropeTables, ropeVjp } from "../../src/kernels/rope.js";
 import { randn, rng } from "../helpers/random.js";
 import { absDot64, centralDifference, dot64, maxScaledError, ropeAnglesRef, ropeRef, ropeScale } from "../helpers/reference.js";
 import { allocNaN, bothBuilds, get, put } from "../helpers/kernel-io.js";
+import { itWithTorch } from "../helpers/torch.js";
+import { runTorchJson } from "../helpers/torch-json.js";
 
 const builds = await bothBuilds();
 const THETA = 1_000_000; // Qwen3's rope_theta
@@ -109,92 +107,70 @@ for (const [build, rt] of builds) {
 // ------------------------------------------------------------------------------------------------
 // transformers' rotary embedding in torch (Qwen3RotaryEmbedding + apply_rotary_pos_emb, default rope)
 
-// The system python has torch (Debian); the python on PATH may not. JACSTEER_PYTHON overrides.
-const PYTHON = process.env.JACSTEER_PYTHON ?? "/usr/bin/python3";
+// Input {cases: [{positions, heads, headDim, theta, x}]}; output one {cos, sin, y} per case.
 const TORCH_SCRIPT = String.raw`
 import json, sys, torch
-d = json.load(open(sys.argv[1]))
-T, H, D, theta = len(d["positions"]), d["heads"], d["headDim"], d["theta"]
-# Qwen3RotaryEmbedding.__init__ (rope_type "default", attention_scaling 1.0)
-inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).to(dtype=torch.float) / D))
-# Qwen3RotaryEmbedding.forward
-position_ids = torch.tensor([d["positions"]], dtype=torch.int64)
-inv_freq_expanded = inv_freq[None, :, None].float().expand(position_ids.shape[0], -1, 1)
-position_ids_expanded = position_ids[:, None, :].float()
-freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(1, 2)
-emb = torch.cat((freqs, freqs), dim=-1)
-cos = (emb.cos() * 1.0).to(torch.float32)
-sin = (emb.sin() * 1.0).to(torch.float32)
-# apply_rotary_pos_emb on q laid out [B, H, T, D]
-def rotate_half(x):
-    x1 = x[..., : x.shape[-1] // 2]
-    x2 = x[..., x.shape[-1] // 2 :]
-    return torch.cat((-x2, x1), dim=-1)
-q = torch.tensor(d["x"], dtype=torch.float32).view(1, T, H, D).transpose(1, 2)
-q_embed = (q * cos.unsqueeze(1)) + (rotate_half(q) * sin.unsqueeze(1))
-json.dump({
-    "cos": cos[0, :, : D // 2].reshape(-1).tolist(),
-    "sin": sin[0, :, : D // 2].reshape(-1).tolist(),
-    "y": q_embed.transpose(1, 2).reshape(-1).tolist(),
-}, open(sys.argv[2], "w"))
+out = []
+for d in json.load(open(sys.argv[1]))["cases"]:
+    T, H, D, theta = len(d["positions"]), d["heads"], d["headDim"], d["theta"]
+    # Qwen3RotaryEmbedding.__init__ (rope_type "default", attention_scaling 1.0)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).to(dtype=torch.float) / D))
+    # Qwen3RotaryEmbedding.forward
+    position_ids = torch.tensor([d["positions"]], dtype=torch.int64)
+    inv_freq_expanded = inv_freq[None, :, None].float().expand(position_ids.shape[0], -1, 1)
+    position_ids_expanded = position_ids[:, None, :].float()
+    freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(1, 2)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos = (emb.cos() * 1.0).to(torch.float32)
+    sin = (emb.sin() * 1.0).to(torch.float32)
+    # apply_rotary_pos_emb on q laid out [B, H, T, D]
+    def rotate_half(x):
+        x1 = x[..., : x.shape[-1] // 2]
+        x2 = x[..., x.shape[-1] // 2 :]
+        return torch.cat((-x2, x1), dim=-1)
+    q = torch.tensor(d["x"], dtype=torch.float32).view(1, T, H, D).transpose(1, 2)
+    q_embed = (q * cos.unsqueeze(1)) + (rotate_half(q) * sin.unsqueeze(1))
+    out.append({
+        "cos": cos[0, :, : D // 2].reshape(-1).tolist(),
+        "sin": sin[0, :, : D // 2].reshape(-1).tolist(),
+        "y": q_embed.transpose(1, 2).reshape(-1).tolist(),
+    })
+json.dump(out, open(sys.argv[2], "w"))
 `;
 
-function torchAvailable(): boolean {
-  const p = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
-  return p.status === 0;
-}
-
-const haveTorch = torchAvailable();
-const requireTorch = process.env.JACSTEER_REQUIRE_TORCH === "1";
-if (!haveTorch) {
-  console.warn(
-    `\n!!!!!!!! WARNING: ${PYTHON} cannot import torch: the RoPE check against transformers-style torch ` +
-      `rotary ${requireTorch ? "FAILS (JACSTEER_REQUIRE_TORCH=1)" : "is SKIPPED (set JACSTEER_REQUIRE_TORCH=1 to fail instead)"} !!!!!!!!\n`,
-  );
-}
-
 describe("rope against torch (transformers' rotary in float32)", () => {
-  it.skipIf(!haveTorch && !requireTorch)("tables and rotation match torch", () => {
-    expect(haveTorch, `${PYTHON} cannot import torch and JACSTEER_REQUIRE_TORCH=1`).toBe(true);
-    const cases = [
-      { T: 17, heads: 3, headDim: 128, theta: THETA, offset: 0 },
-      { T: 5, heads: 2, headDim: 34, theta: 10_000, offset: 0 },
-      { T: 9, heads: 1, headDim: 6, theta: THETA, offset: 30_000 },
-      { T: 17, heads: 2, headDim: 128, theta: THETA, offset: 4000 },
-    ];
-    const dir = mkdtempSync(join(tmpdir(), "jacsteer-rope-"));
-    try {
-      for (const c of cases) {
-        const positions = positionsFor(c.T, c.offset);
-        const n = c.T * c.heads * c.headDim;
-        const x = randn(rng(c.T + c.headDim), n);
-        const inFile = join(dir, "in.json"), outFile = join(dir, "out.json");
-        writeFileSync(inFile, JSON.stringify({ positions, heads: c.heads, headDim: c.headDim, theta: c.theta, x: Array.from(x) }));
-        const p = spawnSync(PYTHON, ["-c", TORCH_SCRIPT, inFile, outFile], { encoding: "utf8" });
-        expect(p.status, p.stderr).toBe(0);
-        const ref = JSON.parse(readFileSync(outFile, "utf8")) as { cos: number[]; sin: number[]; y: number[] };
+  const cases = [
+    { T: 17, heads: 3, headDim: 128, theta: THETA, offset: 0 },
+    { T: 5, heads: 2, headDim: 34, theta: 10_000, offset: 0 },
+    { T: 9, heads: 1, headDim: 6, theta: THETA, offset: 30_000 },
+    { T: 17, heads: 2, headDim: 128, theta: THETA, offset: 4000 },
+  ].map((c) => ({ ...c, positions: positionsFor(c.T, c.offset), x: randn(rng(c.T + c.headDim), c.T * c.heads * c.headDim) }));
+  type TorchOut = { cos: number[]; sin: number[]; y: number[] };
+  let torchResults: TorchOut[] | undefined; // one python run for all cases
+  const torchResult = (i: number): TorchOut => (torchResults ??= runTorchJson<TorchOut[]>(TORCH_SCRIPT, { cases }))[i];
 
-        const { cos, sin } = ropeTables(positions, c.headDim, c.theta);
-        // torch's vectorised cos/sin are within 1 ulp; ours are the correctly rounded f32 of the f32 angle
-        const ulp = 2 ** -23;
-        expect(maxScaledError(cos, ref.cos, ref.cos.map(() => 1))).toBeLessThanOrEqual(ulp);
-        expect(maxScaledError(sin, ref.sin, ref.sin.map(() => 1))).toBeLessThanOrEqual(ulp);
+  cases.forEach((c, i) => {
+    itWithTorch(`tables and rotation match torch: T=${c.T} heads=${c.heads} headDim=${c.headDim} theta=${c.theta} from position ${c.offset}`, () => {
+      const n = c.x.length, x = c.x;
+      const ref = torchResult(i);
+      const { cos, sin } = ropeTables(c.positions, c.headDim, c.theta);
+      // torch's vectorised cos/sin are within 1 ulp; ours are the correctly rounded f32 of the f32 angle
+      const ulp = 2 ** -23;
+      expect(maxScaledError(cos, ref.cos, ref.cos.map(() => 1))).toBeLessThanOrEqual(ulp);
+      expect(maxScaledError(sin, ref.sin, ref.sin.map(() => 1))).toBeLessThanOrEqual(ulp);
 
-        for (const [build, rt] of builds) {
-          rt.heap.scope(() => {
-            // with torch's own tables the rotation matches bit for bit (same roundings, no FMA)
-            const pc = put(rt, ref.cos), ps = put(rt, ref.sin), px = put(rt, x), py = allocNaN(rt, n);
-            ropeForward(rt, px, py, pc, ps, c.T, c.heads, c.headDim);
-            expect(Array.from(get(rt, py, n)), `${build}: y from torch's tables`).toEqual(ref.y);
-            // with ours, within the tables' 1 ulp
-            const pc2 = put(rt, cos), ps2 = put(rt, sin);
-            ropeForward(rt, px, py, pc2, ps2, c.T, c.heads, c.headDim);
-            expect(maxScaledError(get(rt, py, n), ref.y, ropeScale(x, c.T, c.heads, c.headDim))).toBeLessThan(3e-7);
-          });
-        }
+      for (const [build, rt] of builds) {
+        rt.heap.scope(() => {
+          // with torch's own tables the rotation matches bit for bit (same roundings, no FMA)
+          const pc = put(rt, ref.cos), ps = put(rt, ref.sin), px = put(rt, x), py = allocNaN(rt, n);
+          ropeForward(rt, px, py, pc, ps, c.T, c.heads, c.headDim);
+          expect(Array.from(get(rt, py, n)), `${build}: y from torch's tables`).toEqual(ref.y);
+          // with ours, within the tables' 1 ulp
+          const pc2 = put(rt, cos), ps2 = put(rt, sin);
+          ropeForward(rt, px, py, pc2, ps2, c.T, c.heads, c.headDim);
+          expect(maxScaledError(get(rt, py, n), ref.y, ropeScale(x, c.T, c.heads, c.headDim))).toBeLessThan(3e-7);
+        });
       }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });

@@ -1,0 +1,220 @@
+// Compare a jacsteer result with a reference (typically the seed's PyTorch procedure run on a GPU).
+//
+// First the runs themselves: a result for other layers, positions, prompt tokens or model is reported
+// as a mismatch, not as a numerical failure. Then the numbers, judged by a perturbation model:
+//   - the two Jacobians differ by about eps * ||J|| (eps from the reference's dtype: bf16 is looser than
+//     float64), so by Weyl's inequality each sigma may move by eps * sigma_1;
+//   - by Davis-Kahan, a singular vector may turn by sin(theta) <= (||dA|| + residuals) / gap, where
+//     A = J^T J, ||dA|| ~ 2 eps sigma_1^2, and gap is the distance of sigma_i^2 to its neighbours;
+//   - vectors whose sigmas are so close that this bound is useless form a cluster, and the cluster is
+//     compared as a subspace (a vector is not wrong because two sigmas are nearly tied).
+import { canonicalSign, dot, orthonormalize, svd } from "../linalg/dense.js";
+import type { VectorSet } from "../io/vector-file.js";
+
+/** Relative perturbation of J expected from the reference's arithmetic (jacsteer itself computes in float32). */
+export const DTYPE_EPS: Record<string, number> = {
+  float64: 2e-5,
+  float32: 1e-4,
+  float16: 1e-2,
+  bfloat16: 3e-2,
+};
+
+export interface VerifyOptions {
+  /** Override the dtype-derived relative perturbation eps. */
+  eps?: number;
+  /** A single vector must satisfy sin(angle) <= this to be judged alone; otherwise it joins a cluster. Default 0.05. */
+  clusterSin?: number;
+  /** Safety factor on the bounds. Default 4. */
+  safety?: number;
+  /** Compare only the first n vectors. */
+  count?: number;
+  /** Metadata keys that must agree (default RUN_KEYS). */
+  runKeys?: string[];
+}
+
+/**
+ * What identifies a run: if any differ, the comparison is meaningless. `model_config` is the
+ * architecture (see modelConfigKey), `at_sha256` the steering point sv0 (see vectorSha256); the
+ * model's directory name (`model`) is shown but not judged, since machines name directories differently.
+ */
+export const RUN_KEYS = ["model_config", "source_layer", "target_layer", "positions", "tokens", "at_sha256"];
+
+export interface VectorRow {
+  index: number;
+  sigmaOurs: number;
+  sigmaRef: number;
+  sigmaRelErr: number;
+  /** Allowed relative error of sigma_i. */
+  sigmaTol: number;
+  sigmaOk: boolean;
+  absCos: number;
+  sinBound: number;
+  /** Cluster id; vectors in a cluster of size > 1 are judged as a subspace. */
+  cluster: number;
+  vectorOk: boolean;
+}
+
+export interface ClusterRow {
+  id: number;
+  members: number[];
+  maxAngleDeg: number;
+  sinBound: number;
+  ok: boolean;
+}
+
+export interface VerifyReport {
+  verdict: "PASS" | "FAIL" | "MISMATCH";
+  mismatches: { key: string; ours: string; reference: string }[];
+  eps: number;
+  dtype: string;
+  rows: VectorRow[];
+  clusters: ClusterRow[];
+  /** Principal angles (degrees) between the two n-dimensional subspaces, ascending. */
+  principalAnglesDeg: number[];
+  summary: string;
+}
+
+function normalizeMeta(key: string, value: string | undefined): string {
+  if (value === undefined || value === "") return "";
+  if (key === "tokens" || key === "model_config") {
+    try {
+      return JSON.stringify(JSON.parse(value));
+    } catch {
+      return value;
+    }
+  }
+  if (key === "at_scale" || key.endsWith("_layer") || key === "positions") {
+    const n = Number(value);
+    return Number.isFinite(n) ? String(n) : value;
+  }
+  return value;
+}
+
+export function compareRuns(ours: Record<string, string>, ref: Record<string, string>, keys = RUN_KEYS) {
+  const mismatches: { key: string; ours: string; reference: string }[] = [];
+  for (const key of keys) {
+    const a = normalizeMeta(key, ours[key]), b = normalizeMeta(key, ref[key]);
+    if (a !== b) mismatches.push({ key, ours: ours[key] ?? "(absent)", reference: ref[key] ?? "(absent)" });
+  }
+  return mismatches;
+}
+
+/** Principal angles (radians, ascending) between span(A) and span(B). */
+export function principalAngles(A: Float64Array[], B: Float64Array[]): number[] {
+  const QA = orthonormalize(A.map((v) => Float64Array.from(v)));
+  const QB = orthonormalize(B.map((v) => Float64Array.from(v)));
+  const M = QA.map((a) => QB.map((b) => dot(a, b)));
+  const { values } = svd(M, QB.length);
+  return values.slice(0, Math.min(QA.length, QB.length)).map((c) => Math.acos(Math.min(1, Math.max(-1, c)))).sort((x, y) => x - y);
+}
+
+export function verifyVectorSets(ours: VectorSet, ref: VectorSet, opts: VerifyOptions = {}): VerifyReport {
+  const dtype = ref.metadata.dtype ?? "float32";
+  const eps = opts.eps ?? DTYPE_EPS[dtype] ?? DTYPE_EPS.float32;
+  const safety = opts.safety ?? 4;
+  const clusterSin = opts.clusterSin ?? 0.05;
+  const mismatches = compareRuns(ours.metadata, ref.metadata, opts.runKeys);
+  const empty = { eps, dtype, rows: [], clusters: [], principalAnglesDeg: [] };
+  if (mismatches.length) {
+    return { ...empty, verdict: "MISMATCH", mismatches, summary: `MISMATCH: the runs differ in ${mismatches.map((m) => m.key).join(", ")}; numbers not compared` };
+  }
+  if (!ref.singularValues || !ours.singularValues) {
+    return { ...empty, verdict: "MISMATCH", mismatches: [{ key: "singular_values", ours: ours.singularValues ? "present" : "absent", reference: ref.singularValues ? "present" : "absent" }], summary: "MISMATCH: both files need singular_values" };
+  }
+  const d = ref.vectors[0].length;
+  if (ours.vectors[0].length !== d) {
+    return { ...empty, verdict: "MISMATCH", mismatches: [{ key: "dimension", ours: String(ours.vectors[0].length), reference: String(d) }], summary: "MISMATCH: vectors of different length" };
+  }
+  const n = Math.min(opts.count ?? Infinity, ours.vectors.length, ref.vectors.length);
+  const sR = ref.singularValues.slice(0, n), sO = ours.singularValues.slice(0, n);
+  const s1 = sR[0];
+  const resid = (set: VectorSet, i: number) => set.residuals?.[i] ?? 0;
+  const dA = 2 * eps * s1 * s1; // ||J^T J perturbation||
+  const vO = ours.vectors.slice(0, n).map((v) => Float64Array.from(v));
+  const vR = ref.vectors.slice(0, n).map((v) => Float64Array.from(v));
+  // Sign convention may differ between tools: compare |cos|; canonicalise anyway for reporting.
+  vO.forEach((v) => canonicalSign(v));
+  vR.forEach((v) => canonicalSign(v));
+  const norm2 = (v: Float64Array) => Math.sqrt(dot(v, v));
+
+  // Davis-Kahan bound for vector i against the other computed ones.
+  const sinBoundBetween = (i: number, others: number[]) => {
+    let gap = Infinity;
+    for (const j of others) gap = Math.min(gap, Math.abs(sR[i] ** 2 - sR[j] ** 2));
+    return (safety * dA + resid(ours, i) + resid(ref, i)) / gap;
+  };
+  // Clusters: consecutive vectors whose mutual bound is too weak to separate them.
+  const cluster: number[] = new Array(n).fill(0);
+  let cid = 0;
+  for (let i = 1; i < n; i++) {
+    if (sinBoundBetween(i, [i - 1]) > clusterSin || sinBoundBetween(i - 1, [i]) > clusterSin) cluster[i] = cid;
+    else cluster[i] = ++cid;
+  }
+  const rows: VectorRow[] = [];
+  for (let i = 0; i < n; i++) {
+    // Weyl: |d sigma| <= ||dJ|| ~ eps sigma_1; an unconverged Ritz value is off by up to residual / (2 sigma).
+    const sigmaAbsTol = safety * eps * s1 + (resid(ours, i) + resid(ref, i)) / (2 * Math.max(sR[i], 1e-300));
+    const sigmaErr = Math.abs(sO[i] - sR[i]);
+    const outside = Array.from({ length: n }, (_, j) => j).filter((j) => cluster[j] !== cluster[i]);
+    const sinBound = Math.min(1, outside.length ? sinBoundBetween(i, outside) : 0);
+    const absCos = Math.abs(dot(vO[i], vR[i])) / (norm2(vO[i]) * norm2(vR[i]));
+    const alone = cluster.filter((c) => c === cluster[i]).length === 1;
+    const sinErr = Math.sqrt(Math.max(0, 1 - absCos * absCos));
+    rows.push({
+      index: i,
+      sigmaOurs: sO[i],
+      sigmaRef: sR[i],
+      sigmaRelErr: sigmaErr / Math.max(sR[i], 1e-300),
+      sigmaTol: sigmaAbsTol / Math.max(sR[i], 1e-300),
+      sigmaOk: sigmaErr <= sigmaAbsTol,
+      absCos,
+      sinBound,
+      cluster: cluster[i],
+      vectorOk: alone ? sinErr <= Math.max(sinBound, 1e-6) : true,
+    });
+  }
+  // Judge each multi-member cluster as a subspace.
+  const clusters: ClusterRow[] = [];
+  for (let c = 0; c <= cid; c++) {
+    const members = rows.filter((r) => r.cluster === c).map((r) => r.index);
+    if (members.length < 2) continue;
+    const outside = Array.from({ length: n }, (_, j) => j).filter((j) => cluster[j] !== c);
+    const sinBound = Math.min(1, Math.max(...members.map((i) => (outside.length ? sinBoundBetween(i, outside) : 0))));
+    const angles = principalAngles(members.map((i) => vO[i]), members.map((i) => vR[i]));
+    const maxAngle = angles[angles.length - 1];
+    const ok = Math.sin(maxAngle) <= Math.max(sinBound, 1e-6);
+    clusters.push({ id: c, members, maxAngleDeg: (maxAngle * 180) / Math.PI, sinBound, ok });
+    for (const i of members) rows[i].vectorOk = ok;
+  }
+  const principalAnglesDeg = principalAngles(vO, vR).map((a) => (a * 180) / Math.PI);
+  const failed = rows.filter((r) => !r.sigmaOk || !r.vectorOk);
+  const verdict = failed.length ? "FAIL" : "PASS";
+  const summary =
+    verdict === "PASS"
+      ? `PASS: ${n} singular values and vectors agree within the ${dtype} tolerance (eps ${eps.toExponential(1)})`
+      : `FAIL: ${failed.map((r) => `vector ${r.index}${r.sigmaOk ? "" : " (sigma)"}${r.vectorOk ? "" : " (direction)"}`).join(", ")} outside the ${dtype} tolerance (eps ${eps.toExponential(1)})`;
+  return { verdict, mismatches: [], eps, dtype, rows, clusters, principalAnglesDeg, summary };
+}
+
+/** A fixed-width table for people. */
+export function formatReport(r: VerifyReport): string {
+  const lines: string[] = [];
+  if (r.mismatches.length) {
+    lines.push("runs differ:");
+    for (const m of r.mismatches) lines.push(`  ${m.key}: ours ${m.ours} | reference ${m.reference}`);
+  } else {
+    lines.push(`reference dtype ${r.dtype}; eps ${r.eps.toExponential(1)} (relative perturbation allowed in J)`);
+    lines.push("  i  sigma(ours)    sigma(ref)     rel.err    |cos|       sin bound  cluster  ok");
+    for (const row of r.rows) {
+      lines.push(
+        `${String(row.index).padStart(3)}  ${row.sigmaOurs.toPrecision(8).padEnd(13)}  ${row.sigmaRef.toPrecision(8).padEnd(13)}  ${row.sigmaRelErr.toExponential(2).padEnd(9)}  ${row.absCos.toFixed(7)}  ${row.sinBound.toExponential(2).padEnd(9)}  ${String(row.cluster).padStart(7)}  ${row.sigmaOk && row.vectorOk ? "yes" : "NO"}`,
+      );
+    }
+    for (const c of r.clusters) {
+      lines.push(`cluster ${c.id} (vectors ${c.members.join(", ")}: near-tied sigmas) compared as a subspace: largest angle ${c.maxAngleDeg.toFixed(4)} deg, bound ${((Math.asin(Math.min(1, c.sinBound)) * 180) / Math.PI).toFixed(4)} deg: ${c.ok ? "ok" : "NO"}`);
+    }
+    lines.push(`principal angles between the subspaces (deg): ${r.principalAnglesDeg.map((a) => a.toFixed(4)).join(" ")}`);
+  }
+  lines.push(r.summary);
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,82 @@
+// jacsteer verify's judgement on synthetic cases whose right answer is known by construction.
+import { describe, expect, it } from "vitest";
+import { verifyVectorSets, principalAngles } from "../../src/verify/verify.js";
+import type { VectorSet } from "../../src/io/vector-file.js";
+import { orthonormalize, gaussianStream } from "../../src/linalg/dense.js";
+
+const d = 24;
+const meta = { model_config: "[24,48,2,4,2,12,50]", source_layer: "0", target_layer: "1", positions: "4", tokens: "[[1,2,3,4,5]]", at_sha256: "" };
+
+function basis(seed: number, n: number): Float64Array[] {
+  const g = gaussianStream(seed);
+  return orthonormalize(Array.from({ length: n }, () => Float64Array.from({ length: d }, () => g())));
+}
+
+function set(vectors: Float64Array[], sigmas: number[], metadata: Record<string, string>, residuals?: number[]): VectorSet {
+  return { vectors: vectors.map((v) => Float32Array.from(v)), singularValues: sigmas, residuals, metadata };
+}
+
+/** cos(t) a + sin(t) b */
+function rotate(a: Float64Array, b: Float64Array, deg: number): Float64Array {
+  const t = (deg * Math.PI) / 180;
+  return a.map((x, i) => Math.cos(t) * x + Math.sin(t) * b[i]);
+}
+
+describe("verify", () => {
+  const V = basis(1, 6);
+  const sig = [10, 7, 5, 3.1, 3.0999, 1];
+
+  it("passes a result identical to the reference", () => {
+    const r = verifyVectorSets(set(V.slice(0, 5), sig.slice(0, 5), meta), set(V.slice(0, 5), sig.slice(0, 5), { ...meta, dtype: "float64" }));
+    expect(r.verdict).toBe("PASS");
+    expect(Math.max(...r.principalAnglesDeg)).toBeLessThan(1e-3);
+  });
+
+  it("fails a scaled sigma (1%) against a float64 reference, passes it against bfloat16", () => {
+    const scaled = sig.map((s, i) => (i === 1 ? s * 1.01 : s));
+    expect(verifyVectorSets(set(V, scaled, meta), set(V, sig, { ...meta, dtype: "float64" })).verdict).toBe("FAIL");
+    expect(verifyVectorSets(set(V, scaled, meta), set(V, sig, { ...meta, dtype: "bfloat16" })).verdict).toBe("PASS");
+  });
+
+  it("fails a well-separated vector rotated by 2 degrees", () => {
+    const W = V.map((v) => Float64Array.from(v));
+    W[0] = rotate(V[0], V[5], 2);
+    const r = verifyVectorSets(set(W, sig, meta), set(V, sig, { ...meta, dtype: "float32" }));
+    expect(r.verdict).toBe("FAIL");
+    expect(r.rows[0].vectorOk).toBe(false);
+    expect(r.rows[1].vectorOk).toBe(true);
+  });
+
+  it("judges a near-tied pair as a subspace: rotation within the pair passes, out of it fails", () => {
+    const W = V.map((v) => Float64Array.from(v));
+    W[3] = rotate(V[3], V[4], 30);
+    W[4] = rotate(V[4], V[3], -30);
+    const r = verifyVectorSets(set(W, sig, meta), set(V, sig, { ...meta, dtype: "float32" }));
+    expect(r.clusters.map((c) => c.members)).toEqual([[3, 4]]);
+    expect(r.rows[3].absCos).toBeLessThan(0.9);
+    expect(r.verdict).toBe("PASS");
+    const X = W.map((v) => Float64Array.from(v));
+    X[3] = rotate(W[3], V[0], 3);
+    expect(verifyVectorSets(set(X, sig, meta), set(V, sig, { ...meta, dtype: "float32" })).verdict).toBe("FAIL");
+  });
+
+  it("reports a mismatched run as such, not as a numerical failure", () => {
+    const r = verifyVectorSets(set(V, sig, { ...meta, target_layer: "2" }), set(V, sig, { ...meta, dtype: "float64" }));
+    expect(r.verdict).toBe("MISMATCH");
+    expect(r.mismatches.map((m) => m.key)).toEqual(["target_layer"]);
+    const tok = verifyVectorSets(set(V, sig, { ...meta, tokens: "[[1, 2, 3, 4, 5]]" }), set(V, sig, { ...meta }));
+    expect(tok.verdict).toBe("PASS"); // same tokens, other JSON spacing
+  });
+
+  it("accepts the sign flip of a vector (sign conventions may differ)", () => {
+    const W = V.map((v, i) => (i === 2 ? v.map((x) => -x) : v));
+    expect(verifyVectorSets(set(W, sig, meta), set(V, sig, { ...meta, dtype: "float64" })).verdict).toBe("PASS");
+  });
+
+  it("principal angles of known subspaces", () => {
+    const a = principalAngles([V[0], V[1]], [rotate(V[0], V[2], 40), V[1]]);
+    expect(a[0]).toBeCloseTo(0, 6);
+    expect((a[1] * 180) / Math.PI).toBeCloseTo(40, 6);
+    expect((principalAngles([V[0]], [V[3]])[0] * 180) / Math.PI).toBeCloseTo(90, 6);
+  });
+});
