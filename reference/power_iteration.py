@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qwen3_minimal as q3  # noqa: E402
-from safetensors_io import SafetensorsError, read_vector, save_vector_file  # noqa: E402
+from safetensors_io import SafetensorsError, raw_bytes, read_vector, read_vectors, save_vector_file  # noqa: E402
 
 
 class UsageError(Exception):
@@ -125,7 +125,7 @@ class SteeringJacobian:
     def apply_normal(self, V: torch.Tensor) -> torch.Tensor:
         """J^T J V for V [d, n] float64 (CPU) -> [d, n] float64, by the double VJP."""
         out = torch.zeros_like(V)
-        for p in range(1):
+        for p in range(len(self.prompts)):
             sv, t, u, g = self._graph(p)
             for c in range(V.shape[1]):
                 v = V[:, c].to(device=self.device, dtype=self.dtype)
@@ -249,6 +249,16 @@ def model_fingerprint(model_dir: str) -> str:
     return h.hexdigest()[:16]
 
 
+def model_config_key(model) -> str:
+    """The architecture as jacsteer's modelConfigKey writes it (src/io/run-identity.ts): a JSON array
+    [hidden, intermediate, layers, heads, kv_heads, head_dim, vocab] without spaces."""
+    c = model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    return json.dumps([c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads, kv, head_dim,
+                       c.vocab_size], separators=(",", ":"))
+
+
 def parse_token_list(s: str, flag: str) -> List[int]:
     try:
         ids = [int(x) for x in s.replace(" ", "").split(",") if x != ""]
@@ -316,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-iters", type=int, default=100)
     ap.add_argument("--tol", type=float, default=1e-6)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--init", action="append", default=[], help="FILE[:ROW] initial guess for the next vector (repeatable)")
+    ap.add_argument("--init", action="append", default=[], help="FILE:ROW (one vector) or FILE (all its rows): initial guesses for the first vectors (repeatable)")
     ap.add_argument("--at", help="FILE[:ROW]: evaluate J at sv0 = at-scale * this vector")
     ap.add_argument("--at-scale", type=float, default=1.0)
     ap.add_argument("--dtype", choices=["float32", "bfloat16", "float64"], default="float32")
@@ -378,10 +388,24 @@ def run(argv=None) -> int:
             raise UsageError(f"{flag} {spec}: vector has a non-finite entry")
         return v
 
-    sv0 = vector(a.at, "--at") * a.at_scale if a.at else torch.zeros(d, dtype=torch.float64)
-    init = [vector(s, "--init") for s in a.init]
+    # sv0 is rounded to float32 (as jacsteer holds it) before use, and identified by the SHA-256 of
+    # those float32 little-endian bytes (metadata at_sha256, the same as jacsteer's src/io/run-identity.ts).
+    sv0_f32 = (vector(a.at, "--at") * a.at_scale).to(torch.float32) if a.at else None
+    sv0 = sv0_f32.to(torch.float64) if sv0_f32 is not None else torch.zeros(d, dtype=torch.float64)
+    init = []
+    for spec in a.init:  # FILE:ROW is one vector, FILE all of its rows (as jacsteer's --init)
+        try:
+            rows = read_vectors(spec)
+        except SafetensorsError as e:
+            raise UsageError(f"--init {spec}: {e}")
+        if rows.shape[1] != d:
+            raise UsageError(f"--init {spec}: vectors have length {rows.shape[1]}, the model's hidden size is {d}")
+        if not torch.isfinite(rows).all():
+            raise UsageError(f"--init {spec}: a vector has a non-finite entry")
+        init.extend(rows)
     if len(init) > n:
-        raise UsageError(f"{len(init)} --init vectors for --num-vectors {n}")
+        log(f"power_iteration: using the first {n} of {len(init)} --init vectors")
+        init = init[:n]
 
     dtype = q3.DTYPES[a.dtype]
     jac = SteeringJacobian(model, prompts, S, T, K, sv0, a.device, dtype)
@@ -446,6 +470,12 @@ def run(argv=None) -> int:
             "model": os.path.basename(os.path.normpath(os.path.abspath(a.model))),
             "model_path": os.path.abspath(a.model),
             "model_hash": model_fingerprint(a.model),
+            "model_config": model_config_key(model),
+            "at_sha256": hashlib.sha256(raw_bytes(sv0_f32)).hexdigest() if sv0_f32 is not None else "",
+            "at": a.at or "",
+            "at_scale": repr(a.at_scale) if a.at else "",
+            "init": ",".join(a.init),
+            "chat": "false",
             "source_layer": str(S),
             "target_layer": str(T),
             "positions": str(K),
@@ -464,12 +494,7 @@ def run(argv=None) -> int:
             "residuals": json.dumps(result["residuals"].tolist()),
             "generator": "reference/power_iteration.py",
         }
-        if a.at:
-            meta["at"] = a.at
-            meta["at_scale"] = repr(a.at_scale)
-        if a.init:
-            meta["init"] = json.dumps(a.init)
-        save_vector_file(a.out, result["vectors"].T.contiguous(), sig, meta)
+        save_vector_file(a.out, result["vectors"].T.contiguous(), sig, meta, residuals=result["residuals"])
         log(f"wrote {a.out}")
 
     if a.json:

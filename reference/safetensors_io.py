@@ -14,7 +14,8 @@ Writing: `save_file(tensors, path, metadata)` for any of the dtypes below, and
 with format "jacsteer.vectors.v1"). Files are written to a temporary name and renamed, so a failed
 write leaves no partial file.
 
-`read_vector(spec)` reads one row of a vector file given as FILE or FILE:ROW.
+`read_vector(spec)` reads one row of a vector file given as FILE (row 0) or FILE:ROW;
+`read_vectors(spec)` reads FILE:ROW as one row and FILE as all rows (jacsteer's --init).
 """
 from __future__ import annotations
 
@@ -225,8 +226,14 @@ def _tensor_bytes(name: str, t: torch.Tensor) -> Tuple[str, bytes]:
     nbytes = t.numel() * t.element_size()
     if nbytes == 0:
         return dt, b""
-    # The raw little-endian bytes of a contiguous CPU tensor, without numpy.
-    return dt, ctypes.string_at(t.data_ptr(), nbytes)
+    return dt, raw_bytes(t)
+
+
+def raw_bytes(t: torch.Tensor) -> bytes:
+    """The little-endian bytes of a tensor's values (row-major), without numpy."""
+    t = t.detach().to("cpu").contiguous()
+    nbytes = t.numel() * t.element_size()
+    return ctypes.string_at(t.data_ptr(), nbytes) if nbytes else b""
 
 
 def save_file(tensors: Mapping[str, torch.Tensor], path: str, metadata: Optional[Mapping[str, str]] = None) -> None:
@@ -267,8 +274,10 @@ def save_vector_file(
     vectors: torch.Tensor,
     singular_values: Optional[torch.Tensor],
     metadata: Mapping[str, object],
+    residuals: Optional[torch.Tensor] = None,
 ) -> None:
-    """jacsteer vector file: F32 `vectors` [n, d], F32 `singular_values` [n], string metadata.
+    """jacsteer vector file: F32 `vectors` [n, d], F32 `singular_values` [n], optional F32
+    `residuals` [n] (||J^T J v - sigma^2 v||, as jacsteer writes), string metadata.
 
     Non-string metadata values are JSON-encoded (lists, numbers); `format` is always set.
     """
@@ -284,6 +293,11 @@ def save_vector_file(
         if sv.numel() != vectors.shape[0]:
             raise SafetensorsError(f"{path}: {sv.numel()} singular values for {vectors.shape[0]} vectors")
         tensors["singular_values"] = sv
+    if residuals is not None:
+        r = residuals.detach().to("cpu", torch.float32).reshape(-1)
+        if r.numel() != vectors.shape[0]:
+            raise SafetensorsError(f"{path}: {r.numel()} residuals for {vectors.shape[0]} vectors")
+        tensors["residuals"] = r
     save_file(tensors, path, meta)
 
 
@@ -296,8 +310,28 @@ def parse_vector_spec(spec: str) -> Tuple[str, int]:
 
 
 def read_vector(spec: str) -> torch.Tensor:
-    """One vector (float64, 1-D) from FILE[:ROW]: the `vectors` tensor, or the file's only tensor."""
+    """One vector (float64, 1-D) from FILE[:ROW] (row 0 without one)."""
     path, row = parse_vector_spec(spec)
+    return _row(spec, path, row)
+
+
+def read_vectors(spec: str) -> torch.Tensor:
+    """FILE:ROW -> that row as [1, d]; FILE -> all rows [n, d] (float64), as jacsteer's --init reads them."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isdigit() and head:
+        return _row(spec, head, int(tail)).unsqueeze(0)
+    return _read_rows(spec, spec)
+
+
+def _row(spec: str, path: str, row: int) -> torch.Tensor:
+    t = _read_rows(spec, path)
+    if not (0 <= row < t.shape[0]):
+        raise SafetensorsError(f"{spec}: row {row} out of range (the file has {t.shape[0]} rows)")
+    return t[row].clone()
+
+
+def _read_rows(spec: str, path: str) -> torch.Tensor:
+    """The `vectors` tensor (or the file's only tensor) as float64 [n, d]."""
     if not os.path.exists(path):
         raise SafetensorsError(f"{path}: no such file")
     with SafetensorsFile(path) as f:
@@ -313,6 +347,4 @@ def read_vector(spec: str) -> torch.Tensor:
         t = t.unsqueeze(0)
     if t.dim() != 2:
         raise SafetensorsError(f"{path}: tensor {name} has shape {list(t.shape)}, expected [n, d] or [d]")
-    if not (0 <= row < t.shape[0]):
-        raise SafetensorsError(f"{spec}: row {row} out of range (the file has {t.shape[0]} rows)")
-    return t[row].clone()
+    return t

@@ -190,6 +190,7 @@ for (const [buildName, rt] of runtimes) {
       const t = runKernels(rt, tail, xt);
       expect(Array.from(t.out)).toEqual(Array.from(a.out.slice(from)));
       expect(Array.from(t.tout)).toEqual(Array.from(a.tout.slice(from)));
+      expect(Array.from(t.gq)).toEqual(Array.from(a.gq.slice(from)));
       for (let h = 0; h < full.nHeads; h++) {
         const rowsFull = a.probs.slice((h * full.Tq + full.Tq - tail.Tq) * full.Tk, (h + 1) * full.Tq * full.Tk);
         expect(Array.from(t.probs.slice(h * tail.Tq * tail.Tk, (h + 1) * tail.Tq * tail.Tk))).toEqual(Array.from(rowsFull));

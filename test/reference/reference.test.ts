@@ -4,6 +4,7 @@
 // steered forward (no autograd), a float64 TypeScript Qwen3 forward (test/reference/util.ts), and a
 // TypeScript safetensors parser. Skipped with a loud warning without torch; failed with
 // JACSTEER_REQUIRE_TORCH=1.
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -92,7 +93,7 @@ describeTorch("PyTorch reference scripts (reference/*.py)", () => {
 
   it("the vector file parses: F32 vectors [n, d], F32 singular_values [n], jacsteer.vectors.v1 metadata", () => {
     const f = readSafetensors(out());
-    expect([...f.tensors.keys()].sort()).toEqual(["singular_values", "vectors"]);
+    expect([...f.tensors.keys()].sort()).toEqual(["residuals", "singular_values", "vectors"]);
     const v = f.tensors.get("vectors")!, s = f.tensors.get("singular_values")!;
     expect(v.dtype).toBe("F32");
     expect(v.shape).toEqual([4, 64]);
@@ -102,6 +103,10 @@ describeTorch("PyTorch reference scripts (reference/*.py)", () => {
     const offs = [v, s].map((t) => (f.header[t === v ? "vectors" : "singular_values"] as { data_offsets: number[] }).data_offsets);
     expect(offs[0][0]).toBe(0);
     expect(offs[1][0]).toBe(offs[0][1]);
+    const r = f.tensors.get("residuals")!;
+    expect(r.dtype).toBe("F32");
+    expect(r.shape).toEqual([4]);
+    main.residuals.forEach((x, i) => expect(r.data[i]).toBe(Math.fround(x)));
     const m = f.metadata;
     for (const key of ["format", "method", "model", "source_layer", "target_layer", "positions", "seed", "tokens", "dtype", "device", "implementation", "torch_version", "num_vectors", "iterations"]) {
       expect(typeof m[key], `metadata ${key}`).toBe("string");
@@ -113,6 +118,9 @@ describeTorch("PyTorch reference scripts (reference/*.py)", () => {
     expect(JSON.parse(m.tokens)).toEqual([PROMPT]);
     expect(m.dtype).toBe("float64");
     expect(m.device).toBe("cpu");
+    // run identity, written as jacsteer writes it (src/io/run-identity.ts)
+    expect(m.model_config).toBe("[64,96,3,4,2,24,128]");
+    expect(m.at_sha256).toBe("");
     expect(Number(m.iterations)).toBe(main.iterations);
     // values: f32 roundings of the summary's, unit vectors, orthogonal, largest |entry| positive
     main.singular_values.forEach((x, i) => expect(s.data[i]).toBe(Math.fround(x)));
@@ -148,6 +156,11 @@ describeTorch("PyTorch reference scripts (reference/*.py)", () => {
     const meta = readSafetensors(file).metadata;
     expect(meta.at).toBe(at);
     expect(Number(meta.at_scale)).toBe(2.5);
+    // at_sha256: SHA-256 of sv0 = 2.5 * row 1 as float32 little-endian bytes
+    const row1 = fileVectors(out())[1];
+    const bytes = Buffer.alloc(row1.length * 4);
+    row1.forEach((x, i) => bytes.writeFloatLE(Math.fround(x * 2.5), i * 4));
+    expect(meta.at_sha256).toBe(createHash("sha256").update(bytes).digest("hex"));
     const code = `
 import json, sys, torch
 sys.path.insert(0, "reference")
