@@ -269,14 +269,25 @@ def parse_token_list(s: str, flag: str) -> List[int]:
     return ids
 
 
-def tokenize_prompts(model_dir: str, texts: Sequence[str]) -> List[List[int]]:
+def tokenize_prompts(model_dir: str, texts: Sequence[str], chat: bool = False, system: Optional[str] = None) -> List[List[int]]:
+    """Token ids of each text; with chat, rendered as a user message (after an optional system message)
+    with the checkpoint's chat template, generation prompt added, thinking disabled (needs transformers)."""
     try:
         from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(model_dir)
-        return [list(tok(t, add_special_tokens=True)["input_ids"]) for t in texts]
     except ImportError:
-        pass
+        AutoTokenizer = None
+    if AutoTokenizer is not None:
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        if not chat:
+            return [list(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        out = []
+        for t in texts:
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": t}]
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+            out.append(list(tok(text, add_special_tokens=False)["input_ids"]))
+        return out
+    if chat:
+        raise UsageError("--chat needs the `transformers` package (for the chat template); give token ids with --tokens instead")
     try:
         from tokenizers import Tokenizer
     except ImportError:
@@ -285,7 +296,7 @@ def tokenize_prompts(model_dir: str, texts: Sequence[str]) -> List[List[int]]:
     if not os.path.exists(path):
         raise UsageError(f"{path}: missing (needed to tokenize --prompt)")
     tok = Tokenizer.from_file(path)
-    return [list(tok.encode(t).ids) for t in texts]
+    return [list(tok.encode(t, add_special_tokens=False).ids) for t in texts]
 
 
 def gather_prompts(a) -> List[List[int]]:
@@ -302,7 +313,9 @@ def gather_prompts(a) -> List[List[int]]:
             raise UsageError(f"--tokens-file {a.tokens_file}: expected a JSON list of non-empty lists of token ids")
         prompts.extend([list(p) for p in data])
     if a.prompt:
-        prompts.extend(tokenize_prompts(a.model, a.prompt))
+        prompts.extend(tokenize_prompts(a.model, a.prompt, a.chat, a.system))
+    elif a.chat:
+        raise UsageError("--chat applies to --prompt texts, not to token ids")
     if not prompts:
         raise UsageError("no prompt given (use --tokens, --tokens-file or --prompt)")
     return prompts
@@ -319,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tokens", action="append", help="comma-separated token ids of one prompt (repeatable)")
     ap.add_argument("--tokens-file", help="JSON file [[ids], ...]")
     ap.add_argument("--prompt", action="append", help="prompt text (needs transformers or tokenizers)")
+    ap.add_argument("--chat", action="store_true", help="render --prompt texts with the chat template (needs transformers)")
+    ap.add_argument("--system", help="system message for --chat")
     ap.add_argument("--source-layer", type=int, required=True)
     ap.add_argument("--target-layer", type=int, required=True)
     ap.add_argument("--positions", type=int, default=4)
@@ -475,7 +490,7 @@ def run(argv=None) -> int:
             "at": a.at or "",
             "at_scale": repr(a.at_scale) if a.at else "",
             "init": ",".join(a.init),
-            "chat": "false",
+            "chat": "true" if a.chat else "false",
             "source_layer": str(S),
             "target_layer": str(T),
             "positions": str(K),

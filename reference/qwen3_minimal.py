@@ -322,7 +322,13 @@ def load_qwen3(model_dir: str, dtype: str = "float32", device: str = "cpu", impl
     if impl == "transformers" or (impl == "auto" and transformers_available()):
         from transformers import Qwen3ForCausalLM as HFQwen3
 
-        model = HFQwen3.from_pretrained(model_dir, torch_dtype=td, attn_implementation="eager")
+        import importlib.util
+
+        # eager attention: the fused SDPA / flash kernels have no double backward
+        kwargs = {"torch_dtype": td, "attn_implementation": "eager"}
+        if device != "cpu" and importlib.util.find_spec("accelerate") is not None:
+            kwargs["device_map"] = device  # load straight onto the GPU
+        model = HFQwen3.from_pretrained(model_dir, **kwargs)
         model = model.to(device)
         model.eval()
         model.requires_grad_(False)

@@ -17,7 +17,7 @@ function set(vectors: Float64Array[], sigmas: number[], metadata: Record<string,
 }
 
 /** cos(t) a + sin(t) b */
-function rotate(a: Float64Array, b: Float64Array, deg: number): Float64Array {
+function rotate(a: Float64Array, b: Float64Array, deg: number): Float64Array<ArrayBufferLike> {
   const t = (deg * Math.PI) / 180;
   return a.map((x, i) => Math.cos(t) * x + Math.sin(t) * b[i]);
 }
@@ -39,7 +39,7 @@ describe("verify", () => {
   });
 
   it("fails a well-separated vector rotated by 2 degrees", () => {
-    const W = V.map((v) => Float64Array.from(v));
+    const W: Float64Array<ArrayBufferLike>[] = V.map((v) => Float64Array.from(v));
     W[0] = rotate(V[0], V[5], 2);
     const r = verifyVectorSets(set(W, sig, meta), set(V, sig, { ...meta, dtype: "float32" }));
     expect(r.verdict).toBe("FAIL");
@@ -48,14 +48,14 @@ describe("verify", () => {
   });
 
   it("judges a near-tied pair as a subspace: rotation within the pair passes, out of it fails", () => {
-    const W = V.map((v) => Float64Array.from(v));
+    const W: Float64Array<ArrayBufferLike>[] = V.map((v) => Float64Array.from(v));
     W[3] = rotate(V[3], V[4], 30);
     W[4] = rotate(V[4], V[3], -30);
     const r = verifyVectorSets(set(W, sig, meta), set(V, sig, { ...meta, dtype: "float32" }));
     expect(r.clusters.map((c) => c.members)).toEqual([[3, 4]]);
     expect(r.rows[3].absCos).toBeLessThan(0.9);
     expect(r.verdict).toBe("PASS");
-    const X = W.map((v) => Float64Array.from(v));
+    const X: Float64Array<ArrayBufferLike>[] = W.map((v) => Float64Array.from(v));
     X[3] = rotate(W[3], V[0], 3);
     expect(verifyVectorSets(set(X, sig, meta), set(V, sig, { ...meta, dtype: "float32" })).verdict).toBe("FAIL");
   });
