@@ -246,7 +246,7 @@ class Qwen3Model(nn.Module):
         mask = torch.zeros(T, T, dtype=h.dtype, device=h.device)
         mask = mask.masked_fill(~allowed, torch.finfo(h.dtype).min)[None, None]
         for layer in self.layers:
-            h = layer(h, cos, sin, mask)
+            h = layer_output(layer(h, cos, sin, mask))
         return self.norm(h)
 
 

@@ -79,16 +79,20 @@ export function rayleighRitz(V: Vec[], W: Vec[]): { X: Vec[]; AX: Vec[]; values:
   return { X, AX, values, residuals };
 }
 
-/** sin of the largest principal angle between span(U) and span(V) (both orthonormal). */
+/**
+ * sin of the largest principal angle between span(U) and span(V) (both orthonormal), as the largest
+ * ||(I - U U^T) v||: computing the residual vector directly stays accurate far below 1e-8, where
+ * sqrt(1 - ||U^T v||^2) would lose everything to cancellation.
+ */
 export function subspaceDistance(U: Vec[], V: Vec[]): number {
   let worst = 0;
   for (const v of V) {
-    let proj = 0;
+    const r = Float64Array.from(v);
     for (const u of U) {
-      const c = dot(u, v);
-      proj += c * c;
+      const c = dot(u, r);
+      for (let k = 0; k < r.length; k++) r[k] -= c * u[k];
     }
-    worst = Math.max(worst, Math.sqrt(Math.max(0, 1 - proj)));
+    worst = Math.max(worst, norm(r));
   }
   return worst;
 }

@@ -5,11 +5,11 @@
 // TypeScript safetensors parser. Skipped with a loud warning without torch; failed with
 // JACSTEER_REQUIRE_TORCH=1.
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeTorch, dot, flatten, qwen3ForwardF64, readSafetensors, relMaxErr, runPython, runPythonJson, runScript } from "./util.js";
+import { REPO, describeTorch, dot, flatten, qwen3ForwardF64, readSafetensors, relMaxErr, runPython, runPythonJson, runScript } from "./util.js";
 
 interface Summary {
   singular_values: number[];
@@ -272,6 +272,40 @@ print(json.dumps(res))`;
       expect(Math.abs(f32.singular_values[i] - main.singular_values[i]) / main.singular_values[i]).toBeLessThan(1e-4);
       expect(Math.abs(bf16.singular_values[i] - main.singular_values[i]) / main.singular_values[i]).toBeLessThan(0.05);
     }
+  });
+
+  it("uses transformers' Qwen3ForCausalLM when it can be imported (a stub whose layers return tuples)", () => {
+    // A stand-in `transformers` package: the minimal model, loaded through the transformers entry point,
+    // with decoder layers that return (hidden,) as older transformers do.
+    const stub = join(tmp, "stub", "transformers");
+    mkdirSync(stub, { recursive: true });
+    writeFileSync(join(stub, "__init__.py"), `
+import os, sys
+sys.path.insert(0, ${JSON.stringify(join(REPO, "reference"))})
+import qwen3_minimal as _q3
+calls = []
+class Qwen3ForCausalLM:
+    @classmethod
+    def from_pretrained(cls, model_dir, torch_dtype=None, attn_implementation=None, **kw):
+        assert attn_implementation == "eager", attn_implementation
+        m = _q3.Qwen3ForCausalLM.from_pretrained(model_dir, torch_dtype, "cpu")
+        for layer in m.model.layers:
+            layer.forward = (lambda f: lambda *a, **k: (f(*a, **k),))(layer.forward)
+        print("stub transformers: loaded", torch_dtype, file=sys.stderr)
+        return m
+`);
+    const args = ["--model", ck, "--json", "--tokens", PROMPT.join(","), "--source-layer", "0", "--target-layer", "2", "--num-vectors", "2", "--dtype", "float64", "--max-iters", "400", "--tol", "1e-12", "--seed", "1"];
+    const r = runPython(["reference/power_iteration.py", ...args, "--out", join(tmp, "stub.safetensors")], 110_000, { PYTHONPATH: join(tmp, "stub") });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/stub transformers: loaded torch.float64/);
+    const sum = JSON.parse(r.stdout) as Summary;
+    expect(sum.implementation).toBe("transformers");
+    expect(readSafetensors(join(tmp, "stub.safetensors")).metadata.implementation).toBe("transformers");
+    for (let i = 0; i < 2; i++) expect(Math.abs(sum.singular_values[i] - main.singular_values[i]) / main.singular_values[i]).toBeLessThan(1e-10);
+    // --impl minimal overrides the automatic choice
+    const m = runPython(["reference/power_iteration.py", ...args, "--max-iters", "0", "--impl", "minimal"], 110_000, { PYTHONPATH: join(tmp, "stub") });
+    expect(m.status, m.stderr).toBe(0);
+    expect((JSON.parse(m.stdout) as Summary).implementation).toBe("minimal");
   });
 
   it("bad inputs exit 1 with one line naming the flag, and write no file", () => {

@@ -46,14 +46,14 @@ export interface PyResult {
 }
 
 /** Run `/usr/bin/python3 reference/<script> ...args` (or `-c code`) in the repository root. */
-export function runPython(args: string[], timeoutMs = 110_000): PyResult {
-  const p = spawnSync(PYTHON, args, { cwd: REPO, encoding: "utf8", maxBuffer: 1 << 28, timeout: timeoutMs, env: { ...process.env, OMP_NUM_THREADS: "2" } });
+export function runPython(args: string[], timeoutMs = 110_000, env: Record<string, string> = {}): PyResult {
+  const p = spawnSync(PYTHON, args, { cwd: REPO, encoding: "utf8", maxBuffer: 1 << 28, timeout: timeoutMs, env: { ...process.env, OMP_NUM_THREADS: "2", ...env } });
   return { status: p.status, stdout: p.stdout ?? "", stderr: p.stderr ?? String(p.error ?? "") };
 }
 
 /** Run a reference script and insist on exit status 0; returns stdout. */
-export function runScript(script: string, args: string[], timeoutMs?: number): string {
-  const r = runPython([join(REFERENCE, script), ...args], timeoutMs);
+export function runScript(script: string, args: string[], timeoutMs?: number, env?: Record<string, string>): string {
+  const r = runPython([join(REFERENCE, script), ...args], timeoutMs, env);
   if (r.status !== 0) throw new Error(`${script} ${args.join(" ")} exited ${r.status}:\n${r.stderr.slice(-4000)}`);
   return r.stdout;
 }
