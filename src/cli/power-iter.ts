@@ -5,6 +5,7 @@ import { checkOutPath, defaultLayers, loadModel, log, readVectorArg, readVectors
 import { parseVectorRef, encodeVectorFile } from "../io/vector-file.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { SteeringJacobian, type ProductMethod } from "../jacobian/steering-jacobian.js";
+import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
 import { blockPowerIteration } from "../solvers/block-power.js";
 import { cpus } from "node:os";
 import { createHash } from "node:crypto";
@@ -20,6 +21,10 @@ export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(l
   --source-layer S         layer whose output receives the steering vector (default: scaled from the seed's 6 of 28)
   --target-layer T         layer whose output is the target (default: scaled from the seed's 20 of 28)
   --positions K            last K token positions (default 4)
+  --position-list 3,7,-1   explicit positions instead (negative counts from the end, -1 = last token)
+  --all-positions          every position of each prompt
+  --position-weights W,... one weight per selected position: the target rows are multiplied by them,
+                           so J^T J weights each position by its weight squared
   --num-vectors N          how many singular vectors (default 8)
   --method M               jvp (default: forward-mode J v, then one VJP) | double-vjp (the seed's trick)
   --max-iters I            power iterations at most (default 100)
@@ -44,6 +49,9 @@ const OPTIONS: Options = {
   "source-layer": { type: "string" },
   "target-layer": { type: "string" },
   positions: { type: "string" },
+  "position-list": { type: "string" },
+  "position-weights": { type: "string" },
+  "all-positions": { type: "boolean" },
   "num-vectors": { type: "string" },
   method: { type: "string" },
   "max-iters": { type: "string" },
@@ -72,7 +80,10 @@ export async function powerIter(argv: string[]): Promise<number> {
   }
   const method = (f.method as string | undefined) ?? "jvp";
   if (!METHODS.includes(method as ProductMethod)) throw new UsageError(`--method ${method}: expected one of ${METHODS.join(", ")}`);
-  const K = intFlag(f, "positions", 4, 1)!;
+  const K = positionsFromFlags(
+    { positions: f.positions as string | undefined, positionList: f["position-list"] as string | undefined, positionWeights: f["position-weights"] as string | undefined, allPositions: !!f["all-positions"] },
+    4,
+  );
   const n = intFlag(f, "num-vectors", 8, 1)!;
   const maxIters = intFlag(f, "max-iters", 100, 1)!;
   const tol = numberFlag(f, "tol", 1e-5)!;
@@ -122,7 +133,7 @@ export async function powerIter(argv: string[]): Promise<number> {
     init = init.slice(0, n);
   }
 
-  log(`jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} K=${K}; ${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; method ${method}; kernels ${rt.build}; threads 1 of ${threads} requested (the threaded path is not built yet)`);
+  log(`jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} ${typeof K === "number" ? `K=${K}` : `positions ${describePositions(K)}${describePositionWeights(K) ? ` weights ${describePositionWeights(K)}` : ""}`}; ${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; method ${method}; kernels ${rt.build}; threads 1 of ${threads} requested (the threaded path is not built yet)`);
   const J = new SteeringJacobian(model, prompts, { sourceLayer: S, targetLayer: T, positions: K, at });
   const result = blockPowerIteration(
     { dim: d, apply: (v) => Float64Array.from(J.normalProduct(Float32Array.from(v), method as ProductMethod)) },
@@ -149,7 +160,8 @@ export async function powerIter(argv: string[]): Promise<number> {
       at_sha256: atBytes ? createHash("sha256").update(atBytes).digest("hex") : "",
       source_layer: String(S),
       target_layer: String(T),
-      positions: String(K),
+      positions: describePositions(K),
+      position_weights: describePositionWeights(K),
       seed: String(seed),
       num_vectors: String(n),
       tokens: JSON.stringify(prompts),
@@ -185,7 +197,8 @@ export async function powerIter(argv: string[]): Promise<number> {
       method,
       source_layer: S,
       target_layer: T,
-      positions: K,
+      positions: typeof K === "number" ? K : describePositions(K),
+      position_weights: describePositionWeights(K) || null,
       model: ckpt.name,
       kernels: rt.build,
       peak_wasm_bytes: rt.heap.peakBytes,

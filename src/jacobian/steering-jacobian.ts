@@ -1,14 +1,17 @@
 // The steering Jacobian J = d target / d sv (CONTRACT.md section 1): sv added to the residual stream
 // at the output of layer S at every position, target = output of layer T at the last K positions,
 // flattened to K*d. With several prompts J stacks their Jacobians, so J^T J = sum_p J_p^T J_p.
+// Other position choices (an explicit list, per-position weights, all positions: see positions.ts)
+// replace "the last K": the target is then the weighted selected rows, flattened.
 //
 // Layers 0..S run once per prompt without a graph (they do not depend on sv). Layers S+1..T run once
 // per prompt with a graph rooted at the leaf sv, and that graph is reused by every product: each
 // product allocates only inside a heap scope that it releases.
 import { grad, jvpGraph } from "../autodiff/grad.js";
-import { addRowVector, reshape, sliceRows } from "../autodiff/ops.js";
+import { addRowVector } from "../autodiff/ops.js";
 import { Tensor, fromArray, zeros } from "../autodiff/tensor.js";
 import { InputError, type Qwen3Model } from "../model/qwen3.js";
+import { checkPositions, resolvePositions, selectTargetRows, type Positions, type ResolvedPositions } from "./positions.js";
 
 export type ProductMethod = "double-vjp" | "jvp";
 
@@ -17,8 +20,8 @@ export interface SteeringSite {
   sourceLayer: number;
   /** Decoder layer whose output is the target (>= sourceLayer). */
   targetLayer: number;
-  /** The last K token positions. */
-  positions: number;
+  /** The last K token positions (a number), or another choice of positions and weights (positions.ts). */
+  positions: Positions;
   /** The point sv0 where J is evaluated (zeros when absent). */
   at?: Float32Array;
 }
@@ -26,14 +29,14 @@ export interface SteeringSite {
 /** Checks a site against a model and prompts; messages name the CLI flags. */
 export function validateSite(model: Qwen3Model, prompts: readonly (readonly number[])[], site: SteeringSite): void {
   const L = model.config.numLayers;
-  const { sourceLayer: S, targetLayer: T, positions: K } = site;
+  const { sourceLayer: S, targetLayer: T } = site;
   if (!Number.isInteger(S) || S < 0 || S >= L) throw new InputError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
   if (!Number.isInteger(T) || T < 0 || T >= L) throw new InputError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
   if (S > T) throw new InputError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
-  if (!Number.isInteger(K) || K < 1) throw new InputError(`--positions ${K} must be a positive integer`);
+  checkPositions(site.positions);
   if (prompts.length === 0) throw new InputError("no prompt given (use --prompt, --prompts or --tokens)");
   prompts.forEach((p, i) => {
-    if (p.length < K) throw new InputError(`--positions ${K} needs at least ${K} tokens, but prompt ${i + 1} has ${p.length}`);
+    resolvePositions(site.positions, p.length, `prompt ${i + 1}`);
     model.checkTokens(p, `prompt ${i + 1}`);
   });
   if (site.at) {
@@ -45,12 +48,16 @@ export function validateSite(model: Qwen3Model, prompts: readonly (readonly numb
 interface PromptGraph {
   sv: Tensor;
   target: Tensor;
+  /** Where this prompt's part starts in J's output (prompts may select different numbers of rows). */
+  offset: number;
 }
 
 export class SteeringJacobian {
   readonly inputDim: number;
   readonly outputDim: number;
   private readonly graphs: PromptGraph[];
+  /** The target rows (and weights) of each prompt. */
+  readonly selections: ResolvedPositions[];
   /** Count of J^T J v products (or equivalents) performed, for reporting. */
   products = 0;
 
@@ -63,22 +70,26 @@ export class SteeringJacobian {
     const d = model.config.hiddenSize;
     const ctx = model.ctx;
     this.inputDim = d;
-    this.outputDim = prompts.length * site.positions * d;
-    this.graphs = prompts.map((tokens) => {
-      const T = tokens.length;
+    this.selections = prompts.map((tokens, i) => resolvePositions(site.positions, tokens.length, `prompt ${i + 1}`));
+    let offset = 0;
+    this.graphs = prompts.map((tokens, p) => {
+      const sel = this.selections[p];
       // Layers 0..S do not depend on sv: computed once, no graph.
       const base = ctx.noGrad(() => model.runLayers(model.embed(tokens), 0, site.sourceLayer));
       const sv = site.at ? fromArray(ctx, site.at, [d], true) : zeros(ctx, [d], true);
       const target = ctx.withGrad(true, () => {
         let h = addRowVector(base, sv);
         h = model.runLayers(h, site.sourceLayer + 1, site.targetLayer);
-        return reshape(sliceRows(h, T - site.positions, site.positions), [site.positions * d]);
+        return selectTargetRows(h, sel);
       });
-      return { sv, target };
+      const graph = { sv, target, offset };
+      offset += target.size;
+      return graph;
     });
+    this.outputDim = offset;
   }
 
-  /** Target activations per prompt (length K*d each). */
+  /** Target activations per prompt (length K*d each; rows*d for other position choices, weights applied). */
   targets(): Float32Array[] {
     return this.graphs.map((g) => g.target.toArray());
   }
@@ -114,11 +125,10 @@ export class SteeringJacobian {
   apply(v: Float32Array): Float32Array {
     const ctx = this.model.ctx;
     const out = new Float32Array(this.outputDim);
-    const n = this.site.positions * this.inputDim;
-    this.graphs.forEach(({ sv, target }, p) => {
+    this.graphs.forEach(({ sv, target, offset }) => {
       ctx.rt.heap.scope(() => {
         const [jv] = jvpGraph(target, sv, fromArray(ctx, v, [this.inputDim]));
-        out.set(jv!.view(), p * n);
+        out.set(jv!.view(), offset);
       });
     });
     return out;
@@ -129,10 +139,10 @@ export class SteeringJacobian {
     const ctx = this.model.ctx;
     const d = this.inputDim;
     const acc = new Float64Array(d);
-    const n = this.site.positions * d;
-    this.graphs.forEach(({ sv, target }, p) => {
+    this.graphs.forEach(({ sv, target, offset }) => {
       ctx.rt.heap.scope(() => {
-        const [g] = grad(target, sv, fromArray(ctx, u.subarray(p * n, (p + 1) * n), [n]));
+        const n = target.size;
+        const [g] = grad(target, sv, fromArray(ctx, u.subarray(offset, offset + n), [n]));
         const gv = g!.view();
         for (let i = 0; i < d; i++) acc[i] += gv[i];
       });

@@ -12,6 +12,19 @@ export interface TensorSource {
   readF32(name: string, dst: Float32Array): void;
 }
 
+/**
+ * A TensorSource that can also read a range of rows (along the first dimension) without reading the
+ * whole tensor: the steering engine reads only the prompts' rows of the embedding matrix this way.
+ */
+export interface RowReadableTensorSource extends TensorSource {
+  /** Rows [row0, row0 + rows) of `name` as f32 into dst (dst.length = rows * row size). */
+  readRowsF32(name: string, row0: number, rows: number, dst: Float32Array): void;
+}
+
+export function canReadRows(src: TensorSource): src is RowReadableTensorSource {
+  return typeof (src as Partial<RowReadableTensorSource>).readRowsF32 === "function";
+}
+
 /** Weights may take at most this much of the 4 GiB wasm32 memory; the rest is for activations and graphs. */
 export const MAX_WEIGHT_BYTES = 3.5 * 2 ** 30;
 

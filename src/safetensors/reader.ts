@@ -116,6 +116,48 @@ export class SafetensorsReader {
     return out;
   }
 
+  /**
+   * Read rows [row0, row0 + rows) of `tensor` (rows along its first dimension, e.g. the embedding rows
+   * of some token ids) as f32 into `dst` (length rows * row size; allocated when omitted), reading only
+   * those bytes: a 600 MB embedding matrix need not be loaded to use 32 of its rows.
+   */
+  readRowsF32(tensor: string, row0: number, rows: number, dst?: Float32Array): Float32Array {
+    const t = this.info(tensor);
+    if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16") {
+      throw new SafetensorsError(this.name, `unsupported dtype ${t.dtype} (only F32, F16 and BF16 can be read as f32)`, tensor);
+    }
+    if (t.shape.length < 1) throw new SafetensorsError(this.name, "a scalar tensor has no rows", tensor);
+    const nRows = t.shape[0]!;
+    if (!Number.isInteger(row0) || !Number.isInteger(rows) || row0 < 0 || rows < 0 || row0 + rows > nRows) {
+      throw new SafetensorsError(this.name, `rows [${row0}, ${row0 + rows}) outside the tensor's ${nRows} rows`, tensor);
+    }
+    const rowElems = nRows === 0 ? 0 : t.numel / nRows;
+    const out = dst ?? new Float32Array(rows * rowElems);
+    if (out.length !== rows * rowElems) {
+      throw new SafetensorsError(this.name, `destination holds ${out.length} floats but ${rows} rows of ${rowElems} need ${rows * rowElems}`, tensor);
+    }
+    if (!littleEndian) throw new SafetensorsError(this.name, "reading needs a little-endian host", tensor);
+    const width = t.dtype === "F32" ? 4 : 2;
+    const begin = t.begin + row0 * rowElems * width;
+    const total = rows * rowElems * width;
+    if (t.dtype === "F32") {
+      const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+      for (let off = 0; off < total; off += READ_CHUNK_BYTES) {
+        const len = Math.min(READ_CHUNK_BYTES, total - off);
+        this.readRange(begin + off, len, bytes.subarray(off, off + len), tensor);
+      }
+      return out;
+    }
+    const scratch = this.chunkBuffer(Math.min(total, READ_CHUNK_BYTES));
+    const decode = t.dtype === "BF16" ? decodeBf16 : decodeF16;
+    for (let off = 0; off < total; off += READ_CHUNK_BYTES) {
+      const len = Math.min(READ_CHUNK_BYTES, total - off);
+      this.readRange(begin + off, len, scratch, tensor);
+      decode(new Uint16Array(scratch.buffer, scratch.byteOffset, len / 2), out.subarray(off / 2, (off + len) / 2));
+    }
+    return out;
+  }
+
   /** The raw little-endian bytes of `tensor`, any dtype. */
   readBytes(tensor: string): Uint8Array {
     const t = this.info(tensor);

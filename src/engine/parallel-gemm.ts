@@ -1,0 +1,97 @@
+// Matrix products split over threads, behind a small interface so the engine stays platform-neutral:
+// SerialGemm (here) runs on the calling thread; src/node/thread-pool.ts runs the same slices on a
+// Piscina pool whose workers instantiate the kernel module on the one shared memory.
+//
+// A dispatch is a list of jobs C (+)= A * B with B packed (assembly/matmul.ts gemmPacked). Every job
+// is cut into `parts` ranges of 8-column panels of C, and part i of every job goes to thread i, which
+// runs its slices in job order. So jobs that accumulate into the same C (gx = gq Wq + gk Wk + gv Wv)
+// chain correctly without synchronisation: the same thread owns the same columns in each of them.
+// gemmPacked sums each element over k in the same order whatever the panel range, so the result is
+// bitwise the same for any number of parts.
+import type { Runtime } from "../runtime/runtime.js";
+import { PANEL, type PackedMatrix } from "../kernels/matmul.js";
+
+/** C[m, packed.n] (+)= A[m, packed.k] * B, A rows lda floats apart, C rows ldc floats apart. */
+export interface GemmJob {
+  a: number;
+  lda?: number;
+  packed: PackedMatrix;
+  c: number;
+  ldc?: number;
+  m: number;
+  accumulate?: boolean;
+}
+
+/** Arguments of one raw rt.k.gemmPacked call: a, lda, packed, c, ldc, M, N, K, accumulate. */
+export const SLICE_ARGS = 9;
+
+export interface ParallelGemm {
+  /** Threads that compute (the calling thread included). */
+  readonly threads: number;
+  /** Run the jobs; resolves (or returns) when every slice is done. */
+  run(jobs: readonly GemmJob[]): Promise<void> | void;
+  /** Stop any worker threads. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** 2 M N K summed over the jobs. */
+export function gemmFlops(jobs: readonly GemmJob[]): number {
+  let f = 0;
+  for (const j of jobs) f += 2 * j.m * j.packed.n * j.packed.k;
+  return f;
+}
+
+/**
+ * The slices of thread `part` of `parts`, flattened (SLICE_ARGS numbers per gemmPacked call), in job
+ * order. Job j's panels [floor(i P / parts), floor((i + 1) P / parts)) go to part i.
+ */
+export function gemmSlices(jobs: readonly GemmJob[], part: number, parts: number): number[] {
+  const out: number[] = [];
+  for (const j of jobs) {
+    const { n: N, k: K, ptr } = j.packed;
+    const lda = j.lda ?? K;
+    const ldc = j.ldc ?? N;
+    if (j.m <= 0 || N <= 0) continue;
+    const panels = Math.ceil(N / PANEL);
+    const p0 = Math.floor((part * panels) / parts);
+    const p1 = Math.floor(((part + 1) * panels) / parts);
+    if (p1 <= p0) continue;
+    const n0 = p0 * PANEL;
+    const n1 = Math.min(N, p1 * PANEL);
+    out.push(j.a, lda, ptr + 4 * n0 * K, j.c + 4 * n0, ldc, j.m, n1 - n0, K, j.accumulate ? 1 : 0);
+  }
+  return out;
+}
+
+/** Run flattened slices on this thread. */
+export function runGemmSlices(rt: Runtime, slices: readonly number[]): void {
+  const gemm = rt.k.gemmPacked;
+  for (let s = 0; s < slices.length; s += SLICE_ARGS) {
+    gemm(slices[s], slices[s + 1], slices[s + 2], slices[s + 3], slices[s + 4], slices[s + 5], slices[s + 6], slices[s + 7], slices[s + 8]);
+  }
+}
+
+function checkJob(j: GemmJob): void {
+  const lda = j.lda ?? j.packed.k;
+  const ldc = j.ldc ?? j.packed.n;
+  if (!Number.isInteger(j.m) || j.m < 0) throw new Error(`gemm job: bad row count ${j.m}`);
+  if (lda < j.packed.k || ldc < j.packed.n) throw new Error(`gemm job: lda=${lda} < K=${j.packed.k} or ldc=${ldc} < N=${j.packed.n}`);
+}
+
+/** Validate a dispatch (the kernels do not check bounds). */
+export function checkGemmJobs(jobs: readonly GemmJob[]): void {
+  for (const j of jobs) checkJob(j);
+}
+
+/** Everything on the calling thread: what `--threads 1` uses (no worker is started). */
+export class SerialGemm implements ParallelGemm {
+  readonly threads = 1;
+  constructor(private readonly rt: Runtime) {}
+
+  run(jobs: readonly GemmJob[]): void {
+    checkGemmJobs(jobs);
+    runGemmSlices(this.rt, gemmSlices(jobs, 0, 1));
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,39 @@
+// A Piscina worker for src/node/thread-pool.ts: instantiates the kernel module the main thread compiled
+// (passed in workerData, so nothing is recompiled) on the main thread's shared WebAssembly.Memory,
+// and runs matrix-product slices on it. Tasks carry only offsets into that memory, never data.
+// Self-contained on purpose: it imports nothing from src/, so it loads fast and has one job.
+import { workerData } from "node:worker_threads";
+
+interface GemmWorkerData {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+}
+
+/** A task: SLICE_ARGS (9) numbers per gemmPacked call (src/engine/parallel-gemm.ts), or a ping. */
+export interface GemmTask {
+  slices?: number[];
+  /** Milliseconds to block before answering: lets the pool start-up reach every worker. */
+  pingMs?: number;
+}
+
+const { module, memory } = workerData as GemmWorkerData;
+const instance = new WebAssembly.Instance(module, {
+  env: {
+    memory,
+    abort(_msg: number, _file: number, line: number, col: number) {
+      throw new Error(`kernel abort at ${line}:${col}`);
+    },
+  },
+});
+type Gemm = (a: number, lda: number, packed: number, c: number, ldc: number, M: number, N: number, K: number, acc: number) => void;
+const gemmPacked = instance.exports.gemmPacked as unknown as Gemm;
+const pingCell = new Int32Array(new SharedArrayBuffer(4));
+
+export default function run(task: GemmTask): number {
+  if (task.pingMs) Atomics.wait(pingCell, 0, 0, task.pingMs);
+  const s = task.slices;
+  if (s) {
+    for (let i = 0; i < s.length; i += 9) gemmPacked(s[i], s[i + 1], s[i + 2], s[i + 3], s[i + 4], s[i + 5], s[i + 6], s[i + 7], s[i + 8]);
+  }
+  return s ? s.length / 9 : 0;
+}
