@@ -1,0 +1,264 @@
+// One Qwen3 decoder layer on flat buffers, in three plain functions (llm.c style): layerForward at the
+// primal point, saving what the derivatives read; layerJvp and layerVjp for a whole batch of tangents
+// (or cotangents) against that one saved primal.
+//
+// Legend: d hidden size, I intermediate size, H query heads, KV key/value heads, hd head_dim,
+// qDim = H hd, kvDim = KV hd. P prompts of T_p tokens; the primal rows of all prompts are stacked
+// ([sum T_p, .]: prompt p at rows prompts[p].row ..). A batch stacks n tangents per prompt as
+// segments: prompt p, vector j occupies rows seg.row .. seg.row + T_p - 1 of a [R, .] buffer.
+// Every linear map runs as ONE matrix product over all R rows (M = R: matrix-matrix work, with the
+// packed weight streamed once); per-row ops (RMSNorm, RoPE, attention, SwiGLU) run per segment
+// against the saved primal of the segment's prompt.
+//
+// Layer (transformers' Qwen3DecoderLayer):
+//   x = rms(h; w_in);  q = rope(rms_head(x Wq^T; w_qn));  k = rope(rms_head(x Wk^T; w_kn));  v = x Wv^T
+//   h1 = h + attn(q, k, v) Wo^T;  x2 = rms(h1; w_post);  out = h1 + (silu(x2 Wg^T) * x2 Wu^T) Wd^T
+// Residual adds are folded into the products (gemm accumulating onto a copy of the residual).
+import type { Runtime } from "../runtime/runtime.js";
+import type { Qwen3Config } from "../model/config.js";
+import type { EngineLayer, LayerMatrices } from "./layer-weights.js";
+import type { GemmJob, ParallelGemm } from "./parallel-gemm.js";
+
+export interface LayerDims {
+  d: number;
+  I: number;
+  H: number;
+  KV: number;
+  hd: number;
+  qDim: number;
+  kvDim: number;
+  eps: number;
+  /** Attention score scale head_dim^-0.5. */
+  scale: number;
+}
+
+export function layerDims(cfg: Qwen3Config): LayerDims {
+  return {
+    d: cfg.hiddenSize,
+    I: cfg.intermediateSize,
+    H: cfg.numHeads,
+    KV: cfg.numKvHeads,
+    hd: cfg.headDim,
+    qDim: cfg.numHeads * cfg.headDim,
+    kvDim: cfg.numKvHeads * cfg.headDim,
+    eps: cfg.rmsNormEps,
+    scale: 1 / Math.sqrt(cfg.headDim),
+  };
+}
+
+/** Where prompt p's rows sit in the stacked primal buffers. */
+export interface PromptRows {
+  /** First row in [sum T_p, .] buffers. */
+  row: number;
+  /** Tokens. */
+  T: number;
+  /** First float of this prompt's [H, T, T] attention probabilities. */
+  probs: number;
+}
+
+/** Rows of one (prompt, vector) pair in a batch buffer [R, .]. */
+export interface Segment {
+  row: number;
+  prompt: PromptRows;
+}
+
+/** Shared by every call: runtime, sizes, products, rope tables. */
+export interface LayerContext {
+  rt: Runtime;
+  dims: LayerDims;
+  gemm: ParallelGemm;
+  prompts: readonly PromptRows[];
+  /** Total primal rows sum T_p. */
+  rows: number;
+  /** cos, sin [maxT, hd / 2] for positions 0.. (every prompt starts at position 0). */
+  cos: number;
+  sin: number;
+  /** attentionScratchFloats for the longest prompt. */
+  attnScratch: number;
+}
+
+/** The primal of one layer at sv0 that its JVP and VJP read; all [sum T_p, .] stacks. */
+export interface SavedLayer {
+  /** Layer input h [., d] and input_layernorm's rstd [.]. */
+  hIn: number;
+  rstd1: number;
+  /** q_proj output before q_norm [., qDim], q_norm's rstd [. * H], q after norm and RoPE [., qDim]. */
+  qRaw: number;
+  qRstd: number;
+  qRot: number;
+  /** The same for k [., kvDim]. */
+  kRaw: number;
+  kRstd: number;
+  kRot: number;
+  v: number;
+  /** Attention probabilities, per prompt [H, T, T] at PromptRows.probs. */
+  probs: number;
+  /** Residual after attention [., d] and post_attention_layernorm's rstd [.]. */
+  h1: number;
+  rstd2: number;
+  /** gate_proj and up_proj outputs [., I]. */
+  gate: number;
+  up: number;
+}
+
+/** Allocate a SavedLayer on rt.heap for `rows` primal rows and `probFloats` attention floats. */
+export function allocSavedLayer(rt: Runtime, dims: LayerDims, rows: number, probFloats: number, hIn?: number): SavedLayer {
+  const a = (n: number) => rt.heap.allocF32(n);
+  const { d, I, H, KV, qDim, kvDim } = dims;
+  return {
+    hIn: hIn ?? a(rows * d),
+    rstd1: a(rows),
+    qRaw: a(rows * qDim),
+    qRstd: a(rows * H),
+    qRot: a(rows * qDim),
+    kRaw: a(rows * kvDim),
+    kRstd: a(rows * KV),
+    kRot: a(rows * kvDim),
+    v: a(rows * kvDim),
+    probs: a(probFloats),
+    h1: a(rows * d),
+    rstd2: a(rows),
+    gate: a(rows * I),
+    up: a(rows * I),
+  };
+}
+
+function jobs(a: number, m: number, list: Array<[keyof LayerMatrices, number, boolean?]>, mats: LayerMatrices): GemmJob[] {
+  return list.map(([p, c, accumulate]) => ({ a, m, packed: mats[p], c, accumulate: accumulate ?? false }));
+}
+
+/**
+ * Forward of layer w on the stacked prompts: reads s.hIn, fills the rest of s, writes hOut (may
+ * alias s.hIn). Temporaries live in a heap scope of this call.
+ */
+export async function layerForward(c: LayerContext, w: EngineLayer, s: SavedLayer, hOut: number): Promise<void> {
+  const { rt, dims, rows: R } = c;
+  const { d, I, H, KV, hd, qDim, eps, scale } = dims;
+  const k = rt.k;
+  const heap = rt.heap;
+  const mark = heap.mark();
+  try {
+    const xn = heap.allocF32(R * d);
+    const att = heap.allocF32(R * qDim);
+    const mlp = heap.allocF32(R * I);
+    k.rmsnormForward(s.hIn, w.norms.input, xn, s.rstd1, R, d, eps);
+    await c.gemm.run(jobs(xn, R, [["q", s.qRaw], ["k", s.kRaw], ["v", s.v]], w.fwd));
+    k.rmsnormForward(s.qRaw, w.norms.q, s.qRot, s.qRstd, R * H, hd, eps);
+    k.rmsnormForward(s.kRaw, w.norms.k, s.kRot, s.kRstd, R * KV, hd, eps);
+    for (const p of c.prompts) {
+      const qo = 4 * p.row * qDim, ko = 4 * p.row * dims.kvDim;
+      k.ropeForward(s.qRot + qo, s.qRot + qo, c.cos, c.sin, p.T, H, hd);
+      k.ropeForward(s.kRot + ko, s.kRot + ko, c.cos, c.sin, p.T, KV, hd);
+      k.attentionForward(s.qRot + qo, s.kRot + ko, s.v + ko, att + qo, s.probs + 4 * p.probs, p.T, p.T, H, KV, hd, scale);
+    }
+    k.copy(s.h1, s.hIn, R * d);
+    await c.gemm.run(jobs(att, R, [["o", s.h1, true]], w.fwd));
+    k.rmsnormForward(s.h1, w.norms.post, xn, s.rstd2, R, d, eps);
+    await c.gemm.run(jobs(xn, R, [["gate", s.gate], ["up", s.up]], w.fwd));
+    k.siluMulForward(s.gate, s.up, mlp, R * I);
+    k.copy(hOut, s.h1, R * d);
+    await c.gemm.run(jobs(mlp, R, [["down", hOut, true]], w.fwd));
+  } finally {
+    heap.release(mark);
+  }
+}
+
+/** Work buffers of a batch of R rows, shared by layerJvp and layerVjp (allocBatchBuffers). */
+export interface BatchBuffers {
+  /** [R, d] x2 */
+  x: number;
+  y: number;
+  /** [R, qDim] x2 */
+  q: number;
+  att: number;
+  /** [R, kvDim] x2 */
+  k: number;
+  v: number;
+  /** [R, I] x2 */
+  g: number;
+  u: number;
+  /** attention scratch */
+  scratch: number;
+}
+
+export function allocBatchBuffers(c: LayerContext, R: number): BatchBuffers {
+  const a = (n: number) => c.rt.heap.allocF32(n);
+  const { d, I, qDim, kvDim } = c.dims;
+  return { x: a(R * d), y: a(R * d), q: a(R * qDim), att: a(R * qDim), k: a(R * kvDim), v: a(R * kvDim), g: a(R * I), u: a(R * I), scratch: a(c.attnScratch) };
+}
+
+/**
+ * JVP of layer w at its saved primal s, for the batch `segs` of R rows: th [R, d] (tangent of the
+ * layer input) is overwritten with the tangent of its output.
+ */
+export async function layerJvp(c: LayerContext, w: EngineLayer, s: SavedLayer, segs: readonly Segment[], R: number, th: number, b: BatchBuffers): Promise<void> {
+  const k = c.rt.k;
+  const { d, I, H, KV, hd, qDim, kvDim, scale } = c.dims;
+  for (const { row, prompt: p } of segs) {
+    k.rmsnormJvp(s.hIn + 4 * p.row * d, w.norms.input, s.rstd1 + 4 * p.row, th + 4 * row * d, b.x + 4 * row * d, p.T, d);
+  }
+  await c.gemm.run(jobs(b.x, R, [["q", b.q], ["k", b.k], ["v", b.v]], w.fwd));
+  for (const { row, prompt: p } of segs) {
+    const tq = b.q + 4 * row * qDim, tk = b.k + 4 * row * kvDim;
+    k.rmsnormJvp(s.qRaw + 4 * p.row * qDim, w.norms.q, s.qRstd + 4 * p.row * H, tq, tq, p.T * H, hd);
+    k.ropeForward(tq, tq, c.cos, c.sin, p.T, H, hd);
+    k.rmsnormJvp(s.kRaw + 4 * p.row * kvDim, w.norms.k, s.kRstd + 4 * p.row * KV, tk, tk, p.T * KV, hd);
+    k.ropeForward(tk, tk, c.cos, c.sin, p.T, KV, hd);
+    k.attentionJvp(
+      s.qRot + 4 * p.row * qDim, s.kRot + 4 * p.row * kvDim, s.v + 4 * p.row * kvDim, s.probs + 4 * p.probs,
+      tq, tk, b.v + 4 * row * kvDim, b.att + 4 * row * qDim, p.T, p.T, H, KV, hd, scale, b.scratch,
+    );
+  }
+  await c.gemm.run(jobs(b.att, R, [["o", th, true]], w.fwd));
+  for (const { row, prompt: p } of segs) {
+    k.rmsnormJvp(s.h1 + 4 * p.row * d, w.norms.post, s.rstd2 + 4 * p.row, th + 4 * row * d, b.x + 4 * row * d, p.T, d);
+  }
+  await c.gemm.run(jobs(b.x, R, [["gate", b.g], ["up", b.u]], w.fwd));
+  for (const { row, prompt: p } of segs) {
+    const o = 4 * row * I;
+    k.siluMulJvp(s.gate + 4 * p.row * I, s.up + 4 * p.row * I, b.g + o, b.u + o, b.g + o, p.T * I);
+  }
+  await c.gemm.run(jobs(b.g, R, [["down", th, true]], w.fwd));
+}
+
+/**
+ * VJP of layer w at its saved primal s, for the batch `segs` of R rows: gh [R, d] (cotangent of the
+ * layer output) is overwritten with the cotangent of its input.
+ */
+export async function layerVjp(c: LayerContext, w: EngineLayer, s: SavedLayer, segs: readonly Segment[], R: number, gh: number, b: BatchBuffers): Promise<void> {
+  const bwd = w.bwd;
+  if (!bwd) throw new Error(`layer ${w.index} was loaded without its VJP weights`);
+  const k = c.rt.k;
+  const { d, I, H, KV, hd, qDim, kvDim, scale } = c.dims;
+  // MLP: gm = gh Wd; (gg, gu) = siluMul VJP; gx = gg Wg + gu Wu; gh += rms_post VJP(gx)
+  await c.gemm.run(jobs(gh, R, [["down", b.g]], bwd));
+  for (const { row, prompt: p } of segs) {
+    const o = 4 * row * I;
+    k.siluMulVjp(s.gate + 4 * p.row * I, s.up + 4 * p.row * I, b.g + o, b.g + o, b.u + o, p.T * I);
+  }
+  await c.gemm.run([...jobs(b.g, R, [["gate", b.x]], bwd), ...jobs(b.u, R, [["up", b.x, true]], bwd)]);
+  for (const { row, prompt: p } of segs) {
+    const o = 4 * row * d;
+    k.rmsnormVjp(s.h1 + 4 * p.row * d, w.norms.post, s.rstd2 + 4 * p.row, b.x + o, b.x + o, p.T, d);
+  }
+  k.add(gh, b.x, gh, R * d);
+  // Attention: ga = gh Wo; (gq, gk, gv) = attention VJP; RoPE and head-norm VJPs; gx = gq Wq + gk Wk + gv Wv
+  await c.gemm.run(jobs(gh, R, [["o", b.att]], bwd));
+  for (const { row, prompt: p } of segs) {
+    const gq = b.q + 4 * row * qDim, gk = b.k + 4 * row * kvDim;
+    k.attentionVjp(
+      s.qRot + 4 * p.row * qDim, s.kRot + 4 * p.row * kvDim, s.v + 4 * p.row * kvDim, s.probs + 4 * p.probs,
+      b.att + 4 * row * qDim, gq, gk, b.v + 4 * row * kvDim, p.T, p.T, H, KV, hd, scale, b.scratch,
+    );
+    k.ropeVjp(gq, gq, c.cos, c.sin, p.T, H, hd);
+    k.rmsnormVjp(s.qRaw + 4 * p.row * qDim, w.norms.q, s.qRstd + 4 * p.row * H, gq, gq, p.T * H, hd);
+    k.ropeVjp(gk, gk, c.cos, c.sin, p.T, KV, hd);
+    k.rmsnormVjp(s.kRaw + 4 * p.row * kvDim, w.norms.k, s.kRstd + 4 * p.row * KV, gk, gk, p.T * KV, hd);
+  }
+  await c.gemm.run([...jobs(b.q, R, [["q", b.x]], bwd), ...jobs(b.k, R, [["k", b.x, true]], bwd), ...jobs(b.v, R, [["v", b.x, true]], bwd)]);
+  for (const { row, prompt: p } of segs) {
+    const o = 4 * row * d;
+    k.rmsnormVjp(s.hIn + 4 * p.row * d, w.norms.input, s.rstd1 + 4 * p.row, b.x + o, b.x + o, p.T, d);
+  }
+  k.add(gh, b.x, gh, R * d);
+}
