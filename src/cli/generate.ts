@@ -1,6 +1,254 @@
-// Placeholder until this command lands (see the open issues); it must not ship as "done".
+// `jacsteer generate`: steered text generation with a KV cache (CONTRACT.md section 1's steering:
+// scale * vector added to the output of layer S at every position, prompt and generated).
+// Each (vector, scale, prompt) combination generates in turn; text streams to stdout under a label.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { intFlag, numberFlag, parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
+import { defaultLayers, defaultModelDir, loadModel, log, resolvePrompts } from "./session.js";
+import { decodeVectorFile, parseVectorRef, VectorFileError } from "../io/vector-file.js";
+import { openSafetensorsFile } from "../node/safetensors-file.js";
+import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
+import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
+import { SteeredDecoder } from "../generation/decoder.js";
+import { generateTokens, parseScaleList, TextStream } from "../generation/generate.js";
+import type { TextTokenizer } from "../tokenizer/index.js";
 
-export async function generate(_argv: string[]): Promise<number> {
-  throw new UsageError("jacsteer generate is not implemented yet");
+export const GENERATE_HELP = `jacsteer generate: text generation with steering vectors added at layer S (every position)
+
+  --model DIR              checkpoint directory (default: the bundled tiny model)
+  --prompt TEXT            a prompt (repeatable); --prompts FILE (one per line, or a .json array); --tokens 1,2,3 (repeatable)
+  --chat, --system TEXT    render prompts with the checkpoint's chat template (generation prompt, thinking disabled)
+  --vectors FILE[:ROW]     steering vector(s) (repeatable): FILE alone = every row of FILE
+  --scales LIST            comma-separated scales, e.g. -10,-5,0,5,10 (needed with --vectors); every
+                           (vector, scale, prompt) combination generates. Without --vectors: unsteered
+  --layer S                layer whose output receives scale * vector (default: the vector files'
+                           source_layer when they agree, else the model-size default)
+  --max-new-tokens N       tokens to generate at most (default 64)
+  --temperature T          0 = greedy (default); > 0 samples from softmax(logits / T)
+  --top-p P                nucleus sampling: keep the most likely tokens up to mass P (default 1)
+  --seed N                 sampling seed (default 0); every combination restarts the same stream, so
+                           combinations differ only through their steering
+  --ignore-eos             do not stop at the tokenizer's end-of-sequence tokens
+  --json                   print [{vector, scale, prompt, tokens, text, ...}] on stdout instead of streaming
+                           (tokens: the new ids, an end-of-sequence id included; text: without it)
+
+Text is decoded with the checkpoint's tokenizer.json; a checkpoint without one prints token ids
+(and "text": null with --json). Progress and timings go to stderr.
+`;
+
+const OPTIONS: Options = {
+  model: { type: "string" },
+  prompt: { type: "string", multiple: true },
+  prompts: { type: "string" },
+  tokens: { type: "string", multiple: true },
+  chat: { type: "boolean" },
+  system: { type: "string" },
+  vectors: { type: "string", multiple: true },
+  scales: { type: "string" },
+  layer: { type: "string" },
+  "max-new-tokens": { type: "string" },
+  temperature: { type: "string" },
+  "top-p": { type: "string" },
+  seed: { type: "string" },
+  "ignore-eos": { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+};
+
+// ------------------------------------------------------------ shared with eval-ab
+
+export interface VectorChoice {
+  /** position in the run's list */
+  index: number;
+  /** "FILE:ROW" */
+  label: string;
+  vector: Float32Array;
+  /** the file's source_layer metadata, if it has one */
+  sourceLayer: number | null;
+}
+
+/** Every vector named by `FILE[:ROW]` arguments (FILE alone: all rows), checked against hidden size d. */
+export function readVectorChoices(args: readonly string[], flag: string, d: number): VectorChoice[] {
+  const out: VectorChoice[] = [];
+  for (const arg of args) {
+    const { file, row } = parseVectorRef(arg);
+    if (!existsSync(file)) throw new VectorFileError(`${flag} ${arg}: file ${file} does not exist`);
+    const reader = openSafetensorsFile(file);
+    let set;
+    try {
+      set = decodeVectorFile(reader, file);
+    } finally {
+      reader.close?.();
+    }
+    if (row !== null && row >= set.vectors.length) throw new VectorFileError(`${flag} ${arg}: row ${row} out of range (the file has ${set.vectors.length} vectors)`);
+    const meta = set.metadata.source_layer;
+    const sourceLayer = meta !== undefined && /^\d+$/.test(meta) ? Number(meta) : null;
+    const rows = row === null ? set.vectors.map((_, i) => i) : [row];
+    for (const r of rows) {
+      const vector = set.vectors[r];
+      if (vector.length !== d) throw new VectorFileError(`${flag} ${arg}: vectors have length ${vector.length}, the model's hidden size is ${d}`);
+      out.push({ index: out.length, label: `${file}:${r}`, vector, sourceLayer });
+    }
+  }
+  return out;
+}
+
+/**
+ * node:util's parseArgs refuses `--scales -10,-5,0` (a value that looks like a flag); join such a
+ * value to its flag as `--scales=-10,-5,0` first, so the natural spelling works.
+ */
+export function joinNegativeValues(argv: readonly string[], flags: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    if (flags.includes(argv[i]) && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${argv[i]}=${next}`);
+      i++;
+    } else out.push(argv[i]);
+  }
+  return out;
+}
+
+/** --scales: comma-separated finite numbers, no repeats. */
+export function scalesFlag(value: unknown): number[] | undefined {
+  if (value === undefined) return undefined;
+  const s = String(value);
+  const xs = parseScaleList(s);
+  if (!xs) throw new UsageError(`--scales ${s}: expected comma-separated numbers, e.g. -10,-5,0,5,10`);
+  const dup = xs.find((x, i) => xs.indexOf(x) !== i);
+  if (dup !== undefined) throw new UsageError(`--scales ${s}: ${dup} is given twice`);
+  return xs;
+}
+
+/** --layer, or the vector files' common source_layer, or the model-size default; checked against L. */
+export function steeringLayer(values: Record<string, unknown>, L: number, vectors: readonly VectorChoice[]): number {
+  const fromFiles = [...new Set(vectors.map((v) => v.sourceLayer))];
+  let S: number;
+  if (values.layer !== undefined) {
+    S = intFlag(values, "layer", 0, 0)!;
+    if (S >= L) throw new UsageError(`--layer ${S} is out of range: the model has layers 0..${L - 1}`);
+    const other = fromFiles.filter((x) => x !== null && x !== S);
+    if (other.length) log(`jacsteer: note: --layer ${S}, but the vector file(s) were computed at source layer ${other.join(", ")}`);
+  } else if (fromFiles.length === 1 && fromFiles[0] !== null && fromFiles[0] < L) {
+    S = fromFiles[0];
+    log(`jacsteer: steering at --layer ${S} (the vector files' source_layer)`);
+  } else {
+    S = defaultLayers(L).source;
+    log(`jacsteer: steering at --layer ${S} (default for a ${L}-layer model${fromFiles.length > 1 ? "; the vector files disagree on source_layer" : ""})`);
+  }
+  return S;
+}
+
+/** The checkpoint's tokenizer when it has a tokenizer.json, else null (token ids are printed instead). */
+export async function optionalTokenizer(dir: string): Promise<TextTokenizer | null> {
+  return existsSync(join(dir, "tokenizer.json")) ? loadTokenizerFromDir(dir) : null;
+}
+
+// ------------------------------------------------------------ the command
+
+interface Combination {
+  vector: VectorChoice | null;
+  scale: number | null;
+  prompt: number;
+}
+
+export async function generate(argv: string[]): Promise<number> {
+  const f = parseFlags(joinNegativeValues(argv, ["--scales", "--temperature", "--top-p", "--max-new-tokens", "--seed", "--layer"]), OPTIONS);
+  if (f.help) {
+    process.stdout.write(GENERATE_HELP);
+    return 0;
+  }
+  const maxNewTokens = intFlag(f, "max-new-tokens", 64, 1)!;
+  const temperature = numberFlag(f, "temperature", 0)!;
+  if (temperature < 0) throw new UsageError(`--temperature ${temperature}: must not be negative (0 = greedy)`);
+  const topP = numberFlag(f, "top-p", 1)!;
+  if (!(topP > 0 && topP <= 1)) throw new UsageError(`--top-p ${topP}: must be in (0, 1]`);
+  if (f["top-p"] !== undefined && temperature === 0) throw new UsageError("--top-p needs --temperature > 0 (greedy decoding ignores it)");
+  const seed = intFlag(f, "seed", 0, 0)!;
+  if (!Number.isSafeInteger(seed)) throw new UsageError(`--seed ${f.seed}: too large`);
+  const scales = scalesFlag(f.scales);
+  const vectorArgs = stringList(f, "vectors");
+  if (vectorArgs.length && !scales) throw new UsageError("--vectors needs --scales (e.g. --scales -10,-5,0,5,10)");
+  if (scales && !vectorArgs.length) throw new UsageError("--scales needs --vectors");
+  if (f.layer !== undefined && !vectorArgs.length) throw new UsageError("--layer needs --vectors");
+
+  const started = performance.now();
+  // Check everything against the config before loading weights.
+  const peek: Checkpoint = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
+  const L = peek.config.numLayers;
+  const d = peek.config.hiddenSize;
+  let vectors: VectorChoice[];
+  let prompts: number[][];
+  let tok: TextTokenizer | null;
+  try {
+    vectors = readVectorChoices(vectorArgs, "--vectors", d);
+    prompts = await resolvePrompts(
+      { prompt: stringList(f, "prompt"), prompts: f.prompts as string | undefined, tokens: stringList(f, "tokens"), chat: !!f.chat, system: f.system as string | undefined },
+      peek,
+    );
+    tok = await optionalTokenizer(peek.dir);
+  } finally {
+    peek.close();
+  }
+  const S = vectors.length ? steeringLayer(f, L, vectors) : -1;
+
+  const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { head: true });
+  prompts.forEach((p, i) => model.checkTokens(p, prompts.length > 1 ? `prompt ${i}` : "prompt"));
+  const capacity = Math.max(...prompts.map((p) => p.length)) + maxNewTokens;
+  if (capacity > model.config.maxPositionEmbeddings) log(`jacsteer: note: up to ${capacity} positions, beyond the model's max_position_embeddings ${model.config.maxPositionEmbeddings}`);
+  const decoder = new SteeredDecoder(model, capacity);
+  const eosTokenIds = f["ignore-eos"] ? [] : (tok?.eosTokenIds ?? []);
+  const eos = new Set(eosTokenIds);
+  log(
+    `jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; ${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; ` +
+      `${vectors.length ? `${vectors.length} vector(s) x ${scales!.length} scale(s) at layer ${S}` : "unsteered"}; ` +
+      `${temperature === 0 ? "greedy" : `temperature ${temperature}, top-p ${topP}, seed ${seed}`}; up to ${maxNewTokens} new tokens; kernels ${rt.build}`,
+  );
+
+  const combos: Combination[] = [];
+  if (vectors.length) {
+    for (const v of vectors) for (const scale of scales!) for (let p = 0; p < prompts.length; p++) combos.push({ vector: v, scale, prompt: p });
+  } else {
+    for (let p = 0; p < prompts.length; p++) combos.push({ vector: null, scale: null, prompt: p });
+  }
+
+  const results: object[] = [];
+  const stream = !f.json;
+  for (const c of combos) {
+    const promptPart = prompts.length > 1 ? `${c.vector ? ", " : " "}prompt ${c.prompt}` : "";
+    const label = c.vector ? `vector ${c.vector.index} (${c.vector.label}) scale ${c.scale}${promptPart}` : `unsteered${promptPart}`;
+    decoder.setSteering(c.vector ? { layer: S, vector: c.vector.vector.map((x) => x * c.scale!) } : null);
+    const text = tok ? new TextStream((ids) => tok!.decode(ids)) : null;
+    if (stream) process.stdout.write(`=== ${label} ===\n`);
+    const t0 = performance.now();
+    const res = generateTokens(decoder, prompts[c.prompt], {
+      maxNewTokens,
+      temperature,
+      topP,
+      seed,
+      eosTokenIds,
+      // The end-of-sequence token ends the text; it is not part of it (it stays in "tokens").
+      onToken: stream ? (id, step) => process.stdout.write(eos.has(id) ? "" : text ? text.push(id) : `${step ? " " : ""}${id}`) : undefined,
+    });
+    if (stream) process.stdout.write((text ? text.flush() : "") + "\n\n");
+    const secs = (performance.now() - t0) / 1000;
+    log(`jacsteer: ${label}: ${res.tokens.length} tokens (${res.stop === "eos" ? "end of sequence" : "length limit"}), ${(res.tokens.length / secs).toFixed(1)} tokens/s`);
+    results.push({
+      vector: c.vector?.label ?? null,
+      vector_index: c.vector?.index ?? null,
+      scale: c.scale,
+      layer: c.vector ? S : null,
+      prompt: c.prompt,
+      prompt_tokens: prompts[c.prompt],
+      tokens: res.tokens,
+      prompt_text: tok ? tok.decode(prompts[c.prompt]) : null,
+      text: tok ? tok.decode(res.stop === "eos" ? res.tokens.slice(0, -1) : res.tokens) : null,
+      stop: res.stop,
+    });
+  }
+  ckpt.close();
+  if (f.json) process.stdout.write(JSON.stringify(results, null, 2) + "\n");
+  log(`jacsteer: ${combos.length} generation(s) in ${((performance.now() - started) / 1000).toFixed(2)} s`);
+  return 0;
 }

@@ -48,10 +48,16 @@ export class SteeredDecoder {
    * Allocates the cache and tables on the model's heap (do it outside any scope that is released
    * while the decoder is in use). The model must have every layer and the LM head loaded.
    */
-  constructor(readonly model: Qwen3Model, capacity: number) {
+  constructor(
+    readonly model: Qwen3Model,
+    capacity: number,
+    /** Rows per forward when appending many tokens (prompt prefill). */
+    readonly prefillChunk = 256,
+  ) {
     const c = model.config;
     if (model.loadedLayers !== c.numLayers) throw new Error(`SteeredDecoder: ${model.loadedLayers} of ${c.numLayers} layers loaded (generation needs all)`);
     if (!model.weights.lmHead) throw new Error("SteeredDecoder: the LM head is not loaded");
+    if (!Number.isInteger(prefillChunk) || prefillChunk < 1) throw new Error(`SteeredDecoder: prefillChunk ${prefillChunk} must be a positive integer`);
     if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`SteeredDecoder: capacity ${capacity} must be a positive integer`);
     const heap = model.ctx.rt.heap;
     this.cache = new KVCache(model, capacity);
@@ -95,20 +101,39 @@ export class SteeredDecoder {
   /**
    * Run `tokens` at positions [length, length + n) and append them to the cache. Returns the logits
    * [vocab] of the last new position, or with `allLogits` those of every new position ([n * vocab]).
+   * Long inputs run in chunks of `prefillChunk` rows, so the attention probabilities of one step
+   * ([heads, chunk, Tk] floats) stay small; the result is the same as in one piece.
    */
   append(tokens: readonly number[], opts: { allLogits?: boolean } = {}): Float32Array {
-    const model = this.model;
     const n = tokens.length;
     if (n === 0) throw new Error("SteeredDecoder.append: no tokens");
-    const p0 = this.cache.length;
-    if (p0 + n > this.capacity) throw new Error(`SteeredDecoder: ${p0 + n} positions exceed the cache capacity ${this.capacity}`);
+    if (this.cache.length + n > this.capacity) throw new Error(`SteeredDecoder: ${this.cache.length + n} positions exceed the cache capacity ${this.capacity}`);
+    this.model.checkTokens(tokens, "prompt");
+    const V = this.model.config.vocabSize;
+    const all = opts.allLogits ? new Float32Array(n * V) : null;
+    let last: Float32Array | null = null;
+    for (let start = 0; start < n; start += this.prefillChunk) {
+      const chunk = tokens.slice(start, start + this.prefillChunk);
+      const isLast = start + chunk.length === n;
+      if (all) all.set(this.forwardChunk(chunk, true), start * V);
+      else if (isLast) last = this.forwardChunk(chunk, false);
+      else this.forwardChunk(chunk, null);
+    }
+    return all ?? last!;
+  }
+
+  /** One chunk through every layer; logits of all rows (true), the last row (false) or none (null). */
+  private forwardChunk(tokens: readonly number[], allRows: boolean | null): Float32Array {
+    const model = this.model;
     const ctx = model.ctx;
+    const n = tokens.length;
+    const p0 = this.cache.length;
     const logits = ctx.noGrad(() =>
       ctx.rt.heap.scope(() => {
         let h = model.embed(tokens);
         for (let i = 0; i < model.loadedLayers; i++) h = this.layer(i, h, p0);
-        const rows = opts.allLogits ? h : sliceRows(h, n - 1, 1);
-        return model.logits(rows).toArray();
+        if (allRows === null) return new Float32Array(0);
+        return model.logits(allRows ? h : sliceRows(h, n - 1, 1)).toArray();
       }),
     );
     this.cache.length = p0 + n;

@@ -82,6 +82,13 @@ for (const [name, shape] of Object.entries(SHAPES)) {
         off += c.length;
       }
       expect(maxRelErr(joined, theirs)).toBeLessThan(1e-4);
+      // Prefill in chunks of 3 rows (as long prompts run) gives the same rows and last row.
+      const chunked = new SteeredDecoder(model, 40, 3);
+      chunked.setSteering({ layer: 1, vector: sv });
+      expect(maxRelErr(chunked.append(tokens, { allLogits: true }), theirs)).toBeLessThan(1e-4);
+      chunked.reset();
+      expect(maxRelErr(chunked.append(tokens), theirs.slice(-model.config.vocabSize))).toBeLessThan(1e-4);
+      expect(chunked.length).toBe(tokens.length);
       // and the steering matters at this scale (the comparison above is not vacuous)
       const unsteered = refLogits(ref, refHiddenStates(ref, tokens).at(-1)!).flatMap((r) => Array.from(r));
       expect(maxRelErr(unsteered, theirs)).toBeGreaterThan(1e-2);

@@ -1,0 +1,397 @@
+// The steering Jacobian J = d target / d sv (CONTRACT.md section 1) without an autodiff graph: the
+// fast path for solvers. Same quantity as src/jacobian/steering-jacobian.ts, which stays the
+// reference the tests compare against.
+//
+// Memory plan (one wasm32 memory, 4 GiB):
+//   - Embedding: only the prompts' rows are read (the whole matrix only briefly when the source
+//     cannot read rows).
+//   - Layers 0..S do not depend on sv: each runs ONCE for all prompts, one layer at a time, its
+//     weights packed into a scratch region that the next layer reuses; nothing of them is kept.
+//   - Layers S+1..T: the projections are packed once at load, for A W^T (forward, JVP) and A W (VJP);
+//     the forward at sv0 runs once and keeps what the derivatives read (decoder-layer.ts SavedLayer).
+// Products:
+//   - J V for a block of n vectors: the n tangents of every prompt are stacked as segments of one
+//     [n sum T_p, d] batch, so each linear layer is one matrix-matrix product (M = n sum T_p) instead
+//     of n matrix-vector ones. The tangent entering layer S+1 is v_j on every row.
+//   - J^T U: the batched VJP with the cotangent in the last K rows of each segment (zeros elsewhere);
+//     the result for vector j is the sum over all rows of its segments at layer S+1's input.
+//   - J^T J V: J V, then its non-target rows zeroed and the VJP run on the same buffer.
+// Products are async (the matrix products may run on worker threads) and run one at a time: a
+// product's buffers live in a heap region released when it ends.
+import type { Runtime } from "../runtime/runtime.js";
+import type { Qwen3Config } from "../model/config.js";
+import { InputError } from "../model/qwen3.js";
+import type { TensorSource } from "../model/weights.js";
+import { ropeTables } from "../kernels/rope.js";
+import type { SteeringSite } from "../jacobian/steering-jacobian.js";
+import { checkPositions, resolvePositions, type ResolvedPositions } from "../jacobian/positions.js";
+import {
+  allocLayerMatrices,
+  loadLayerNorms,
+  maxProjectionFloats,
+  packLayerMatrices,
+  readEmbeddingRows,
+  type EngineLayer,
+} from "./layer-weights.js";
+import {
+  allocBatchBuffers,
+  allocSavedLayer,
+  layerDims,
+  layerForward,
+  layerJvp,
+  layerVjp,
+  type LayerContext,
+  type PromptRows,
+  type SavedLayer,
+  type Segment,
+} from "./decoder-layer.js";
+import { SerialGemm, type ParallelGemm } from "./parallel-gemm.js";
+
+export interface SteeringEngineOptions {
+  /** Where matrix products run (default: this thread). The engine closes it in close(). */
+  gemm?: ParallelGemm;
+  /** Progress lines (loading), e.g. to stderr. */
+  log?: (line: string) => void;
+}
+
+/** Checks a site against a config and prompts; messages name the CLI flags (as validateSite does). */
+export function validateEngineSite(cfg: Qwen3Config, prompts: readonly (readonly number[])[], site: SteeringSite): void {
+  const L = cfg.numLayers;
+  const { sourceLayer: S, targetLayer: T } = site;
+  if (!Number.isInteger(S) || S < 0 || S >= L) throw new InputError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
+  if (!Number.isInteger(T) || T < 0 || T >= L) throw new InputError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
+  if (S > T) throw new InputError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
+  checkPositions(site.positions);
+  if (prompts.length === 0) throw new InputError("no prompt given (use --prompt, --prompts or --tokens)");
+  prompts.forEach((p, i) => {
+    if (p.length === 0) throw new InputError(`prompt ${i + 1}: empty prompt (no tokens)`);
+    resolvePositions(site.positions, p.length, `prompt ${i + 1}`);
+    for (const t of p) {
+      if (!Number.isInteger(t) || t < 0 || t >= cfg.vocabSize) throw new InputError(`prompt ${i + 1}: token id ${t} is outside the vocabulary [0, ${cfg.vocabSize})`);
+    }
+  });
+  if (site.at) {
+    if (site.at.length !== cfg.hiddenSize) throw new InputError(`--at vector has length ${site.at.length}, the model's hidden size is ${cfg.hiddenSize}`);
+    for (const x of site.at) if (!Number.isFinite(x)) throw new InputError("--at vector has a non-finite entry");
+  }
+}
+
+export class SteeringEngine {
+  /** Length of sv (hidden size). */
+  readonly inputDim: number;
+  /** Length of J v: the selected target rows of every prompt times d (prompts * K * d for the last K). */
+  readonly outputDim: number;
+  /** The target rows (and weights) of each prompt. */
+  readonly selections: readonly ResolvedPositions[];
+  /** Where each prompt's part starts in J v. */
+  private readonly offsets: number[];
+  /** J^T J v products done (a block of n counts n). */
+  products = 0;
+  /** Seconds spent building the engine: embedding rows, layers 0..S, packing and forward of S+1..T. */
+  readonly loadSeconds: { embedding: number; prefix: number; suffix: number };
+
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    readonly rt: Runtime,
+    readonly config: Qwen3Config,
+    readonly prompts: readonly (readonly number[])[],
+    readonly site: SteeringSite,
+    private readonly ctx: LayerContext,
+    private readonly layers: readonly EngineLayer[],
+    private readonly saved: readonly SavedLayer[],
+    /** Output of layer T [sum T_p, d]. */
+    private readonly output: number,
+    loadSeconds: { embedding: number; prefix: number; suffix: number },
+  ) {
+    this.loadSeconds = loadSeconds;
+    const d = config.hiddenSize;
+    this.inputDim = d;
+    this.selections = prompts.map((p, i) => resolvePositions(site.positions, p.length, `prompt ${i + 1}`));
+    this.offsets = [];
+    let off = 0;
+    for (const sel of this.selections) {
+      this.offsets.push(off);
+      off += sel.rows.length * d;
+    }
+    this.outputDim = off;
+  }
+
+  /** Threads the matrix products run on. */
+  get threads(): number {
+    return this.ctx.gemm.threads;
+  }
+
+  /**
+   * Load layers 0..T of `source` for the prompts and site, run the forward pass at sv0 once, and keep
+   * what the products need. Allocates on rt.heap (never released: the engine lives for the session).
+   */
+  static async create(
+    rt: Runtime,
+    config: Qwen3Config,
+    source: TensorSource,
+    prompts: readonly (readonly number[])[],
+    site: SteeringSite,
+    opts: SteeringEngineOptions = {},
+  ): Promise<SteeringEngine> {
+    validateEngineSite(config, prompts, site);
+    const gemm = opts.gemm ?? new SerialGemm(rt);
+    const log = opts.log ?? (() => {});
+    const dims = layerDims(config);
+    const { d, H } = dims;
+    const S = site.sourceLayer, Tl = site.targetLayer;
+    const heap = rt.heap;
+
+    const rowsOf: PromptRows[] = [];
+    let rows = 0, probFloats = 0, maxT = 0;
+    for (const p of prompts) {
+      rowsOf.push({ row: rows, T: p.length, probs: probFloats });
+      rows += p.length;
+      probFloats += H * p.length * p.length;
+      maxT = Math.max(maxT, p.length);
+    }
+    const { cos, sin } = ropeTables(Array.from({ length: maxT }, (_, t) => t), dims.hd, config.ropeTheta);
+    const cosPtr = heap.allocF32(cos.length), sinPtr = heap.allocF32(sin.length);
+    heap.f32(cosPtr, cos.length).set(cos);
+    heap.f32(sinPtr, sin.length).set(sin);
+    const ctx: LayerContext = {
+      rt, dims, gemm, prompts: rowsOf, rows, cos: cosPtr, sin: sinPtr,
+      attnScratch: rt.k.attentionScratchFloats(maxT, maxT, dims.H, dims.KV, dims.hd) as number,
+    };
+
+    // The stacked hidden state; embeddings first, so a whole-matrix fallback read is freed at once.
+    const h = heap.allocF32(rows * d);
+    const t0 = performance.now();
+    readEmbeddingRows(rt, config, source, prompts.flat(), h);
+    const loadSeconds = { embedding: (performance.now() - t0) / 1000, prefix: 0, suffix: 0 };
+
+    // Kept for the session: packed weights of layers S+1..T, their saved primal, the output of T.
+    const layers: EngineLayer[] = [];
+    const saved: SavedLayer[] = [];
+    for (let i = S + 1; i <= Tl; i++) {
+      layers.push({ index: i, norms: loadLayerNorms(rt, config, source, i), fwd: allocLayerMatrices(rt, config, false), bwd: allocLayerMatrices(rt, config, true) });
+      saved.push(allocSavedLayer(rt, dims, rows, probFloats));
+    }
+    const output = saved.length ? heap.allocF32(rows * d) : h;
+
+    const mark = heap.mark();
+    try {
+      const raw = heap.allocF32(maxProjectionFloats(config));
+      // Prefix layers 0..S: one scratch layer, reused.
+      const prefixSaved = allocSavedLayer(rt, dims, rows, probFloats, h);
+      const prefixMark = heap.mark();
+      for (let i = 0; i <= S; i++) {
+        const layer: EngineLayer = { index: i, norms: loadLayerNorms(rt, config, source, i), fwd: allocLayerMatrices(rt, config, false), bwd: null };
+        packLayerMatrices(rt, config, source, i, raw, layer.fwd, null);
+        await layerForward(ctx, layer, prefixSaved, h);
+        heap.release(prefixMark);
+      }
+      loadSeconds.prefix = (performance.now() - t0) / 1000 - loadSeconds.embedding;
+      log(`engine: layers 0..${S} run once for ${prompts.length} prompt(s) (${loadSeconds.prefix.toFixed(1)} s)`);
+      // sv0 enters at the output of layer S.
+      const first = saved[0]?.hIn ?? output;
+      rt.k.copy(first, h, rows * d);
+      if (site.at) {
+        const at = heap.allocF32(d);
+        heap.f32(at, d).set(site.at);
+        rt.k.addRowVector(first, at, first, rows, d);
+      }
+      const t1 = performance.now();
+      for (let l = 0; l < layers.length; l++) {
+        packLayerMatrices(rt, config, source, layers[l]!.index, raw, layers[l]!.fwd, layers[l]!.bwd);
+        await layerForward(ctx, layers[l]!, saved[l]!, l + 1 < saved.length ? saved[l + 1]!.hIn : output);
+      }
+      loadSeconds.suffix = (performance.now() - t1) / 1000;
+      if (layers.length) log(`engine: layers ${S + 1}..${Tl} packed and run at sv0 (${loadSeconds.suffix.toFixed(1)} s)`);
+    } finally {
+      heap.release(mark);
+    }
+    return new SteeringEngine(rt, config, prompts, site, ctx, layers, saved, output, loadSeconds);
+  }
+
+  /** Target activations per prompt at sv0 (selected rows, weights applied; K*d each for the last K). */
+  targets(): Float32Array[] {
+    return this.ctx.prompts.map((p, i) => this.gatherTarget(this.output + 4 * p.row * this.inputDim, this.selections[i]!));
+  }
+
+  /** J v for each v in V: prompts' parts concatenated (length outputDim each). */
+  applyJ(V: readonly ArrayLike<number>[]): Promise<Float32Array[]> {
+    this.checkBlock(V, this.inputDim, "applyJ");
+    return this.exclusive(async () => {
+      const { segs, R, buf, th } = this.batch(V.length);
+      this.fillTangents(V, segs, th);
+      await this.jvp(segs, R, th, buf);
+      return this.readTargets(V.length, segs, th);
+    });
+  }
+
+  /** J^T u for each u in U (length outputDim each; the prompts' parts summed). */
+  applyJt(U: readonly ArrayLike<number>[]): Promise<Float64Array[]> {
+    this.checkBlock(U, this.outputDim, "applyJt");
+    return this.exclusive(async () => {
+      const { segs, R, buf, th } = this.batch(U.length);
+      this.fillCotangents(U, segs, th, R);
+      await this.vjp(segs, R, th, buf);
+      return this.sumSegments(U.length, segs, th);
+    });
+  }
+
+  /** J^T J v for each v in V, summed over prompts. */
+  normalProducts(V: readonly ArrayLike<number>[]): Promise<Float64Array[]> {
+    this.checkBlock(V, this.inputDim, "normalProducts");
+    return this.exclusive(async () => {
+      const { segs, R, buf, th } = this.batch(V.length);
+      this.fillTangents(V, segs, th);
+      await this.jvp(segs, R, th, buf);
+      this.keepTargetRows(segs, th);
+      await this.vjp(segs, R, th, buf);
+      this.products += V.length;
+      return this.sumSegments(V.length, segs, th);
+    });
+  }
+
+  /** Close the ParallelGemm (worker threads). The engine cannot compute afterwards. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.queue.catch(() => undefined);
+    await this.ctx.gemm.close();
+  }
+
+  // ---- internals ----
+
+  private checkBlock(X: readonly ArrayLike<number>[], len: number, what: string): void {
+    if (this.closed) throw new Error(`${what}: the engine is closed`);
+    X.forEach((x, i) => {
+      if (x.length !== len) throw new RangeError(`${what}: vector ${i} has length ${x.length}, expected ${len}`);
+    });
+  }
+
+  /** Run products one at a time, each in a heap region released when it ends. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = async () => {
+      const heap = this.rt.heap;
+      const mark = heap.mark();
+      try {
+        return await fn();
+      } finally {
+        heap.release(mark);
+      }
+    };
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Segments of n vectors: prompt p's n segments are contiguous, vector j's at row n row_p + j T_p. */
+  private batch(n: number) {
+    const segs: Segment[][] = Array.from({ length: n }, () => []);
+    const flat: Segment[] = [];
+    for (const p of this.ctx.prompts) {
+      for (let j = 0; j < n; j++) {
+        const s = { row: n * p.row + j * p.T, prompt: p };
+        segs[j]!.push(s);
+        flat.push(s);
+      }
+    }
+    const R = n * this.ctx.rows;
+    const th = this.rt.heap.allocF32(R * this.inputDim);
+    const buf = allocBatchBuffers(this.ctx, R);
+    return { segs: { byVector: segs, all: flat }, R, buf, th };
+  }
+
+  private fillTangents(V: readonly ArrayLike<number>[], segs: { byVector: Segment[][] }, th: number): void {
+    const d = this.inputDim;
+    V.forEach((v, j) => {
+      const row = Float32Array.from(v);
+      for (const s of segs.byVector[j]!) {
+        const view = this.rt.heap.f32(th + 4 * s.row * d, s.prompt.T * d);
+        for (let t = 0; t < s.prompt.T; t++) view.set(row, t * d);
+      }
+    });
+  }
+
+  /** The selected rows of h [T, d] (a segment or a prompt's output), weighted, flattened. */
+  private gatherTarget(h: number, sel: ResolvedPositions): Float32Array {
+    const d = this.inputDim;
+    const out = new Float32Array(sel.rows.length * d);
+    sel.rows.forEach((r, i) => {
+      const row = this.rt.heap.f32(h + 4 * r * d, d);
+      const w = sel.weights ? Math.fround(sel.weights[i]!) : 1;
+      if (w === 1) out.set(row, i * d);
+      else for (let c = 0; c < d; c++) out[i * d + c] = w * row[c]!;
+    });
+    return out;
+  }
+
+  /** Cotangent rows: segment row r_i = w_i * u's part i, every other row zero. */
+  private fillCotangents(U: readonly ArrayLike<number>[], segs: { byVector: Segment[][] }, th: number, R: number): void {
+    const d = this.inputDim;
+    this.rt.k.fill(th, R * d, 0);
+    U.forEach((u, j) => {
+      segs.byVector[j]!.forEach((s, p) => {
+        const sel = this.selections[p]!;
+        sel.rows.forEach((r, i) => {
+          const w = sel.weights ? Math.fround(sel.weights[i]!) : 1;
+          const view = this.rt.heap.f32(th + 4 * (s.row + r) * d, d);
+          const base = this.offsets[p]! + i * d;
+          for (let c = 0; c < d; c++) view[c] = w * u[base + c]!;
+        });
+      });
+    });
+  }
+
+  private readTargets(n: number, segs: { byVector: Segment[][] }, th: number): Float32Array[] {
+    return Array.from({ length: n }, (_, j) => {
+      const out = new Float32Array(this.outputDim);
+      segs.byVector[j]!.forEach((s, p) => out.set(this.gatherTarget(th + 4 * s.row * this.inputDim, this.selections[p]!), this.offsets[p]!));
+      return out;
+    });
+  }
+
+  /**
+   * Turn the JVP output in place into the cotangent J^T takes for J V: selected row r_i becomes
+   * w_i^2 th[r_i] (the target is w_i h[r_i], and the cotangent w_i (J v)_i); every other row zero.
+   */
+  private keepTargetRows(segs: { all: Segment[] }, th: number): void {
+    const d = this.inputDim;
+    for (const s of segs.all) {
+      const sel = this.selections[this.ctx.prompts.indexOf(s.prompt)]!;
+      const keep = new Map<number, number>();
+      sel.rows.forEach((r, i) => {
+        const w = sel.weights ? Math.fround(sel.weights[i]!) : 1;
+        keep.set(r, Math.fround(w * w));
+      });
+      for (let r = 0; r < s.prompt.T; r++) {
+        const ptr = th + 4 * (s.row + r) * d;
+        const w2 = keep.get(r);
+        if (w2 === undefined) this.rt.k.fill(ptr, d, 0);
+        else if (w2 !== 1) this.rt.k.scale(ptr, w2, ptr, d);
+      }
+    }
+  }
+
+  /** Sum of every row of vector j's segments, in f64, in a fixed order. */
+  private sumSegments(n: number, segs: { byVector: Segment[][] }, gh: number): Float64Array[] {
+    const d = this.inputDim;
+    return Array.from({ length: n }, (_, j) => {
+      const acc = new Float64Array(d);
+      for (const s of segs.byVector[j]!) {
+        const view = this.rt.heap.f32(gh + 4 * s.row * d, s.prompt.T * d);
+        for (let t = 0; t < s.prompt.T; t++) {
+          for (let i = 0; i < d; i++) acc[i] += view[t * d + i]!;
+        }
+      }
+      return acc;
+    });
+  }
+
+  private async jvp(segs: { all: Segment[] }, R: number, th: number, buf: ReturnType<typeof allocBatchBuffers>): Promise<void> {
+    for (let l = 0; l < this.layers.length; l++) await layerJvp(this.ctx, this.layers[l]!, this.saved[l]!, segs.all, R, th, buf);
+  }
+
+  private async vjp(segs: { all: Segment[] }, R: number, gh: number, buf: ReturnType<typeof allocBatchBuffers>): Promise<void> {
+    for (let l = this.layers.length - 1; l >= 0; l--) await layerVjp(this.ctx, this.layers[l]!, this.saved[l]!, segs.all, R, gh, buf);
+  }
+}

@@ -1,0 +1,168 @@
+// The graph-free steering engine against the autodiff SteeringJacobian (the reference): J V, J^T U
+// and J^T J V for blocks of vectors, on small random checkpoints chosen to hit the awkward cases
+// (GQA ratios 1/2/4, head_dim != hidden/heads, odd hidden size, several prompts of different
+// lengths, S = T, a point sv0 != 0, weighted position lists); the adjoint identity; and results
+// bitwise identical for 1, 2 and 3 threads (worker threads need `npm run build` for dist/workers).
+import { existsSync } from "node:fs";
+import { afterAll, describe, expect, it } from "vitest";
+import { SteeringJacobian, type SteeringSite } from "../../src/jacobian/steering-jacobian.js";
+import { SteeringEngine } from "../../src/engine/steering-engine.js";
+import { createParallelGemm, defaultWorkerFile } from "../../src/node/thread-pool.js";
+import { dot } from "../../src/linalg/dense.js";
+import { SMALL_SHAPE, writeTempCheckpoint, type TempCheckpoint } from "../helpers/checkpoints.js";
+import { loadTestModel, maxRelErr } from "../helpers/model.js";
+import { randn, rng } from "../helpers/random.js";
+
+const cleanup: TempCheckpoint[] = [];
+const engines: SteeringEngine[] = [];
+afterAll(async () => {
+  for (const e of engines) await e.close();
+  cleanup.forEach((c) => c.remove());
+});
+
+const TOL = 1e-5;
+
+interface Case {
+  name: string;
+  shape: typeof SMALL_SHAPE;
+  dtype: "F32" | "BF16";
+  prompts: number[][];
+  site: (d: number) => SteeringSite;
+}
+
+const cases: Case[] = [
+  {
+    name: "GQA 2, head_dim 12 != 32/4, two prompts, S=0 T=1 K=3",
+    shape: SMALL_SHAPE,
+    dtype: "F32",
+    prompts: [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2]],
+    site: () => ({ sourceLayer: 0, targetLayer: 1, positions: 3 }),
+  },
+  {
+    name: "GQA 1, S = T",
+    shape: { ...SMALL_SHAPE, num_attention_heads: 2, num_key_value_heads: 2, head_dim: 16 },
+    dtype: "F32",
+    prompts: [[5, 4, 3, 2, 1], [9, 9, 8]],
+    site: () => ({ sourceLayer: 1, targetLayer: 1, positions: 2 }),
+  },
+  {
+    name: "GQA 4, odd hidden 33, head_dim 10, BF16, 4 layers, S=0 T=3, at sv0 != 0",
+    shape: { ...SMALL_SHAPE, hidden_size: 33, intermediate_size: 37, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 10, num_hidden_layers: 4 },
+    dtype: "BF16",
+    prompts: [[1, 2, 3, 4, 5, 6, 7], [11, 12, 13, 14], [20, 30, 40, 41, 42, 43]],
+    site: (d) => ({ sourceLayer: 0, targetLayer: 3, positions: 4, at: Float32Array.from(randn(rng(77), d), (x) => 0.5 * x) }),
+  },
+  {
+    name: "S=1 T=2 of 3 layers, weighted position list",
+    shape: { ...SMALL_SHAPE, num_hidden_layers: 3 },
+    dtype: "F32",
+    prompts: [[1, 3, 5, 7, 9, 11], [2, 4, 6, 8, 10, 12, 14]],
+    site: () => ({ sourceLayer: 1, targetLayer: 2, positions: { kind: "list", indices: [0, -1, 2], weights: [0.5, 2, 1] } }),
+  },
+];
+
+function block(seed: number, n: number, len: number): Float32Array[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, () => Float32Array.from(randn(r, len)));
+}
+
+describe("SteeringEngine against the autodiff SteeringJacobian", () => {
+  for (const c of cases) {
+    describe(c.name, async () => {
+      const ck = writeTempCheckpoint(c.shape, { seed: 5, dtype: c.dtype });
+      cleanup.push(ck);
+      const { rt, model, ckpt } = await loadTestModel(ck.dir, { head: false });
+      const site = c.site(ckpt.config.hiddenSize);
+      const J = new SteeringJacobian(model, c.prompts, site);
+      const engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, c.prompts, site);
+      engines.push(engine);
+      const d = engine.inputDim;
+      const n = 3;
+
+      it("has the same shape and targets at sv0", () => {
+        expect(engine.outputDim).toBe(J.outputDim);
+        const a = engine.targets(), b = J.targets();
+        a.forEach((t, i) => expect(maxRelErr(t, b[i]!)).toBeLessThan(TOL));
+      });
+
+      it("J V equals the reference's J v for each vector of a block", async () => {
+        const V = block(1, n, d);
+        const got = await engine.applyJ(V);
+        V.forEach((v, j) => expect(maxRelErr(got[j]!, J.apply(v))).toBeLessThan(TOL));
+      });
+
+      it("J^T U equals the reference's J^T u", async () => {
+        const U = block(2, n, engine.outputDim);
+        const got = await engine.applyJt(U);
+        U.forEach((u, j) => expect(maxRelErr(got[j]!, J.applyTransposed(u))).toBeLessThan(TOL));
+      });
+
+      it("J^T J V equals the reference's normal product (forward mode and the seed's double VJP)", async () => {
+        const V = block(3, n, d);
+        const got = await engine.normalProducts(V);
+        V.forEach((v, j) => {
+          expect(maxRelErr(got[j]!, J.normalProduct(v, "jvp"))).toBeLessThan(TOL);
+          expect(maxRelErr(got[j]!, J.normalProduct(v, "double-vjp"))).toBeLessThan(TOL);
+        });
+        expect(engine.products).toBe(n);
+      });
+
+      it("adjoint identity <u, J v> = <J^T u, v>, and a block of 1 equals the same vector in a block of 3", async () => {
+        const [v] = block(4, 1, d), [u] = block(5, 1, engine.outputDim);
+        const [jv] = await engine.applyJ([v!]);
+        const [jtu] = await engine.applyJt([u!]);
+        const lhs = dot(Float64Array.from(u!), Float64Array.from(jv!)), rhs = dot(jtu!, Float64Array.from(v!));
+        expect(Math.abs(lhs - rhs) / Math.abs(lhs)).toBeLessThan(1e-5);
+        const V = [...block(6, 1, d), v!, ...block(7, 1, d)];
+        const [, jv3] = await engine.applyJ(V);
+        expect(jv3).toEqual(jv);
+      });
+    });
+  }
+});
+
+describe("threads", () => {
+  const built = existsSync(defaultWorkerFile());
+  it("the worker entry is built (npm run build compiles workers/ to dist/workers)", () => {
+    expect(built, `${defaultWorkerFile()} missing: run \`npm run build\``).toBe(true);
+  });
+
+  describe.runIf(built)("results are bitwise identical for 1, 2 and 3 threads", async () => {
+    const c = cases[2]!;
+    const ck = writeTempCheckpoint(c.shape, { seed: 8, dtype: c.dtype });
+    cleanup.push(ck);
+    const { rt, ckpt } = await loadTestModel(ck.dir, { head: false });
+    const site = c.site(ckpt.config.hiddenSize);
+    const byThreads = new Map<number, SteeringEngine>();
+    for (const t of [1, 2, 3]) {
+      // minParallelFlops 0: split even these tiny products, so every slice boundary is exercised.
+      const gemm = await createParallelGemm(rt, t, { minParallelFlops: 0 });
+      const e = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, c.prompts, site, { gemm });
+      engines.push(e);
+      byThreads.set(t, e);
+    }
+    const V = block(9, 4, ckpt.config.hiddenSize);
+
+    it("threads as asked, targets, J V and J^T J V bitwise equal", async () => {
+      const ref = byThreads.get(1)!;
+      expect(ref.threads).toBe(1);
+      const refJv = await ref.applyJ(V);
+      const refN = await ref.normalProducts(V);
+      for (const t of [2, 3]) {
+        const e = byThreads.get(t)!;
+        expect(e.threads).toBe(t);
+        expect(e.targets()).toEqual(ref.targets());
+        expect(await e.applyJ(V)).toEqual(refJv);
+        expect(await e.normalProducts(V)).toEqual(refN);
+      }
+    });
+
+    it("concurrent calls are serialised and give the same results", async () => {
+      const e = byThreads.get(2)!;
+      const [a, b] = await Promise.all([e.normalProducts(V), e.normalProducts(V.slice(0, 2))]);
+      const ref = await byThreads.get(1)!.normalProducts(V);
+      expect(a).toEqual(ref);
+      expect(b).toEqual(ref.slice(0, 2));
+    });
+  });
+});
