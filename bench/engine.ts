@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AutodiffContext } from "../src/autodiff/tensor.js";
 import { SteeringEngine } from "../src/engine/steering-engine.js";
-import type { GemmJob, ParallelGemm } from "../src/engine/parallel-gemm.js";
+import type { GemmJob, KernelTask, ParallelGemm } from "../src/engine/parallel-gemm.js";
 import { SteeringJacobian, type SteeringSite } from "../src/jacobian/steering-jacobian.js";
 import { Qwen3Model } from "../src/model/qwen3.js";
 import { loadQwen3Weights, type RowReadableTensorSource } from "../src/model/weights.js";
@@ -100,6 +100,9 @@ class TimedGemm implements ParallelGemm {
     const t0 = performance.now();
     await this.inner.run(jobs);
     this.seconds += (performance.now() - t0) / 1000;
+  }
+  async runTasks(tasks: readonly KernelTask[], flops: number): Promise<void> {
+    await this.inner.runTasks(tasks, flops);
   }
   close(): Promise<void> {
     return this.inner.close();

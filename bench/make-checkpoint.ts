@@ -6,10 +6,11 @@
 //
 //   node dist/bench/make-checkpoint.js [DIR]
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { qwen3ConfigJson, type Qwen3Shape } from "../src/checkpoint/write-random.js";
 import { writeRandomQwen3Checkpoint } from "../src/node/random-checkpoint.js";
+import { packageRoot } from "../src/node/runtime.js";
 
 export const QWEN3_0_6B_SHAPE: Qwen3Shape = {
   vocab_size: 151936,
@@ -26,15 +27,9 @@ export const QWEN3_0_6B_SHAPE: Qwen3Shape = {
 };
 export const BENCH_CHECKPOINT_SEED = 20251124;
 
-/** bench/.cache/ in the source tree (this file runs from dist/bench/ or bench/). */
+/** bench/.cache/ in the source tree (gitignored). */
 export function benchCacheDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json"))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error("bench: cannot find the package root");
-    dir = up;
-  }
-  return join(dir, "bench", ".cache");
+  return join(packageRoot(), "bench", ".cache");
 }
 
 /** The directory of the 0.6B-shaped checkpoint, written first if missing or stale. */

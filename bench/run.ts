@@ -2,9 +2,11 @@
 // for some of them by name. Each bench writes bench/results/<name>.json and <name>.md.
 import { enableRelaxedSimd } from "../src/node/relaxed-simd.js";
 import { benchMatmul } from "./matmul.js";
+import { benchEngine } from "./engine.js";
 
 const BENCHES: Record<string, () => Promise<unknown>> = {
   matmul: () => benchMatmul(),
+  engine: () => benchEngine(),
 };
 
 async function main(): Promise<void> {

@@ -8,6 +8,7 @@
 // seed and the tensor's name, so the same seed gives the same weights whatever the dtype or sharding.
 
 import type { FloatDtype } from "../safetensors/dtype.js";
+import { parseQwen3Config, qwen3CheckpointTensors } from "../model/config.js";
 
 /** The shape of a Qwen3 model, with config.json's (snake_case) field names. */
 export interface Qwen3Shape {
@@ -116,32 +117,9 @@ export interface NamedShape {
 
 /** Every tensor of the checkpoint with its HF name and [out, in] shape, in module order. */
 export function qwen3TensorShapes(shape: Qwen3Shape, tied?: boolean): NamedShape[] {
-  const c = completeShape(shape, tied);
-  const d = c.hidden_size;
-  const hd = c.head_dim;
-  const q = c.num_attention_heads * hd;
-  const kv = c.num_key_value_heads * hd;
-  const I = c.intermediate_size;
-  const out: NamedShape[] = [{ name: "model.embed_tokens.weight", shape: [c.vocab_size, d] }];
-  for (let i = 0; i < c.num_hidden_layers; i++) {
-    const p = `model.layers.${i}.`;
-    out.push(
-      { name: `${p}input_layernorm.weight`, shape: [d] },
-      { name: `${p}self_attn.q_proj.weight`, shape: [q, d] },
-      { name: `${p}self_attn.k_proj.weight`, shape: [kv, d] },
-      { name: `${p}self_attn.v_proj.weight`, shape: [kv, d] },
-      { name: `${p}self_attn.o_proj.weight`, shape: [d, q] },
-      { name: `${p}self_attn.q_norm.weight`, shape: [hd] },
-      { name: `${p}self_attn.k_norm.weight`, shape: [hd] },
-      { name: `${p}post_attention_layernorm.weight`, shape: [d] },
-      { name: `${p}mlp.gate_proj.weight`, shape: [I, d] },
-      { name: `${p}mlp.up_proj.weight`, shape: [I, d] },
-      { name: `${p}mlp.down_proj.weight`, shape: [d, I] },
-    );
-  }
-  out.push({ name: "model.norm.weight", shape: [d] });
-  if (!c.tie_word_embeddings) out.push({ name: "lm_head.weight", shape: [c.vocab_size, d] });
-  return out;
+  // The names and shapes are the model's (src/model/config.ts): one list for reading and writing.
+  const cfg = parseQwen3Config(qwen3ConfigJson(shape, { tied }), "Qwen3 shape");
+  return [...qwen3CheckpointTensors(cfg)].map(([name, dims]) => ({ name, shape: dims }));
 }
 
 /** How a tensor's values are drawn, from its name and shape. */

@@ -17,7 +17,7 @@
 import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
 import type { EngineLayer, LayerMatrices } from "./layer-weights.js";
-import type { GemmJob, ParallelGemm } from "./parallel-gemm.js";
+import type { GemmJob, KernelTask, ParallelGemm } from "./parallel-gemm.js";
 
 export interface LayerDims {
   d: number;
@@ -165,9 +165,8 @@ export async function layerForward(c: LayerContext, w: EngineLayer, s: SavedLaye
 
 /** Work buffers of a batch of R rows, shared by layerJvp and layerVjp (allocBatchBuffers). */
 export interface BatchBuffers {
-  /** [R, d] x2 */
+  /** [R, d] */
   x: number;
-  y: number;
   /** [R, qDim] x2 */
   q: number;
   att: number;
@@ -177,14 +176,22 @@ export interface BatchBuffers {
   /** [R, I] x2 */
   g: number;
   u: number;
-  /** attention scratch */
+  /** Attention scratch, one per segment (segments may run on different threads). */
   scratch: number;
 }
 
-export function allocBatchBuffers(c: LayerContext, R: number): BatchBuffers {
+export function allocBatchBuffers(c: LayerContext, R: number, segments: number): BatchBuffers {
   const a = (n: number) => c.rt.heap.allocF32(n);
   const { d, I, qDim, kvDim } = c.dims;
-  return { x: a(R * d), y: a(R * d), q: a(R * qDim), att: a(R * qDim), k: a(R * kvDim), v: a(R * kvDim), g: a(R * I), u: a(R * I), scratch: a(c.attnScratch) };
+  return { x: a(R * d), q: a(R * qDim), att: a(R * qDim), k: a(R * kvDim), v: a(R * kvDim), g: a(R * I), u: a(R * I), scratch: a(segments * c.attnScratch) };
+}
+
+// Rough costs of the per-segment kernels in flop-equivalents (they run far below the products'
+// GFLOP/s), so that only dispatches worth a worker round trip (~70 us) are split over threads.
+const ROW_OP_COST = 50;
+const SILU_COST = 100;
+function attentionCost(d: LayerDims, T: number): number {
+  return 8 * d.H * T * T * d.hd + ROW_OP_COST * T * (d.qDim + d.kvDim);
 }
 
 /**
@@ -192,32 +199,35 @@ export function allocBatchBuffers(c: LayerContext, R: number): BatchBuffers {
  * layer input) is overwritten with the tangent of its output.
  */
 export async function layerJvp(c: LayerContext, w: EngineLayer, s: SavedLayer, segs: readonly Segment[], R: number, th: number, b: BatchBuffers): Promise<void> {
-  const k = c.rt.k;
   const { d, I, H, KV, hd, qDim, kvDim, scale } = c.dims;
-  for (const { row, prompt: p } of segs) {
-    k.rmsnormJvp(s.hIn + 4 * p.row * d, w.norms.input, s.rstd1 + 4 * p.row, th + 4 * row * d, b.x + 4 * row * d, p.T, d);
-  }
+  const rowOps = ROW_OP_COST * R * d;
+  await c.gemm.runTasks(segs.map(({ row, prompt: p }) => [
+    ["rmsnormJvp", s.hIn + 4 * p.row * d, w.norms.input, s.rstd1 + 4 * p.row, th + 4 * row * d, b.x + 4 * row * d, p.T, d],
+  ]), rowOps);
   await c.gemm.run(jobs(b.x, R, [["q", b.q], ["k", b.k], ["v", b.v]], w.fwd));
-  for (const { row, prompt: p } of segs) {
+  let cost = 0;
+  const attn: KernelTask[] = segs.map(({ row, prompt: p }, i) => {
     const tq = b.q + 4 * row * qDim, tk = b.k + 4 * row * kvDim;
-    k.rmsnormJvp(s.qRaw + 4 * p.row * qDim, w.norms.q, s.qRstd + 4 * p.row * H, tq, tq, p.T * H, hd);
-    k.ropeForward(tq, tq, c.cos, c.sin, p.T, H, hd);
-    k.rmsnormJvp(s.kRaw + 4 * p.row * kvDim, w.norms.k, s.kRstd + 4 * p.row * KV, tk, tk, p.T * KV, hd);
-    k.ropeForward(tk, tk, c.cos, c.sin, p.T, KV, hd);
-    k.attentionJvp(
-      s.qRot + 4 * p.row * qDim, s.kRot + 4 * p.row * kvDim, s.v + 4 * p.row * kvDim, s.probs + 4 * p.probs,
-      tq, tk, b.v + 4 * row * kvDim, b.att + 4 * row * qDim, p.T, p.T, H, KV, hd, scale, b.scratch,
-    );
-  }
+    cost += attentionCost(c.dims, p.T);
+    return [
+      ["rmsnormJvp", s.qRaw + 4 * p.row * qDim, w.norms.q, s.qRstd + 4 * p.row * H, tq, tq, p.T * H, hd],
+      ["ropeForward", tq, tq, c.cos, c.sin, p.T, H, hd],
+      ["rmsnormJvp", s.kRaw + 4 * p.row * kvDim, w.norms.k, s.kRstd + 4 * p.row * KV, tk, tk, p.T * KV, hd],
+      ["ropeForward", tk, tk, c.cos, c.sin, p.T, KV, hd],
+      ["attentionJvp", s.qRot + 4 * p.row * qDim, s.kRot + 4 * p.row * kvDim, s.v + 4 * p.row * kvDim, s.probs + 4 * p.probs,
+        tq, tk, b.v + 4 * row * kvDim, b.att + 4 * row * qDim, p.T, p.T, H, KV, hd, scale, b.scratch + 4 * i * c.attnScratch],
+    ];
+  });
+  await c.gemm.runTasks(attn, cost);
   await c.gemm.run(jobs(b.att, R, [["o", th, true]], w.fwd));
-  for (const { row, prompt: p } of segs) {
-    k.rmsnormJvp(s.h1 + 4 * p.row * d, w.norms.post, s.rstd2 + 4 * p.row, th + 4 * row * d, b.x + 4 * row * d, p.T, d);
-  }
+  await c.gemm.runTasks(segs.map(({ row, prompt: p }) => [
+    ["rmsnormJvp", s.h1 + 4 * p.row * d, w.norms.post, s.rstd2 + 4 * p.row, th + 4 * row * d, b.x + 4 * row * d, p.T, d],
+  ]), rowOps);
   await c.gemm.run(jobs(b.x, R, [["gate", b.g], ["up", b.u]], w.fwd));
-  for (const { row, prompt: p } of segs) {
+  await c.gemm.runTasks(segs.map(({ row, prompt: p }) => {
     const o = 4 * row * I;
-    k.siluMulJvp(s.gate + 4 * p.row * I, s.up + 4 * p.row * I, b.g + o, b.u + o, b.g + o, p.T * I);
-  }
+    return [["siluMulJvp", s.gate + 4 * p.row * I, s.up + 4 * p.row * I, b.g + o, b.u + o, b.g + o, p.T * I]];
+  }), SILU_COST * R * I);
   await c.gemm.run(jobs(b.g, R, [["down", th, true]], w.fwd));
 }
 
@@ -230,35 +240,39 @@ export async function layerVjp(c: LayerContext, w: EngineLayer, s: SavedLayer, s
   if (!bwd) throw new Error(`layer ${w.index} was loaded without its VJP weights`);
   const k = c.rt.k;
   const { d, I, H, KV, hd, qDim, kvDim, scale } = c.dims;
+  const rowOps = ROW_OP_COST * R * d;
   // MLP: gm = gh Wd; (gg, gu) = siluMul VJP; gx = gg Wg + gu Wu; gh += rms_post VJP(gx)
   await c.gemm.run(jobs(gh, R, [["down", b.g]], bwd));
-  for (const { row, prompt: p } of segs) {
+  await c.gemm.runTasks(segs.map(({ row, prompt: p }) => {
     const o = 4 * row * I;
-    k.siluMulVjp(s.gate + 4 * p.row * I, s.up + 4 * p.row * I, b.g + o, b.g + o, b.u + o, p.T * I);
-  }
+    return [["siluMulVjp", s.gate + 4 * p.row * I, s.up + 4 * p.row * I, b.g + o, b.g + o, b.u + o, p.T * I]];
+  }), SILU_COST * R * I);
   await c.gemm.run([...jobs(b.g, R, [["gate", b.x]], bwd), ...jobs(b.u, R, [["up", b.x, true]], bwd)]);
-  for (const { row, prompt: p } of segs) {
+  await c.gemm.runTasks(segs.map(({ row, prompt: p }) => {
     const o = 4 * row * d;
-    k.rmsnormVjp(s.h1 + 4 * p.row * d, w.norms.post, s.rstd2 + 4 * p.row, b.x + o, b.x + o, p.T, d);
-  }
+    return [["rmsnormVjp", s.h1 + 4 * p.row * d, w.norms.post, s.rstd2 + 4 * p.row, b.x + o, b.x + o, p.T, d]];
+  }), rowOps);
   k.add(gh, b.x, gh, R * d);
   // Attention: ga = gh Wo; (gq, gk, gv) = attention VJP; RoPE and head-norm VJPs; gx = gq Wq + gk Wk + gv Wv
   await c.gemm.run(jobs(gh, R, [["o", b.att]], bwd));
-  for (const { row, prompt: p } of segs) {
+  let cost = 0;
+  const attn: KernelTask[] = segs.map(({ row, prompt: p }, i) => {
     const gq = b.q + 4 * row * qDim, gk = b.k + 4 * row * kvDim;
-    k.attentionVjp(
-      s.qRot + 4 * p.row * qDim, s.kRot + 4 * p.row * kvDim, s.v + 4 * p.row * kvDim, s.probs + 4 * p.probs,
-      b.att + 4 * row * qDim, gq, gk, b.v + 4 * row * kvDim, p.T, p.T, H, KV, hd, scale, b.scratch,
-    );
-    k.ropeVjp(gq, gq, c.cos, c.sin, p.T, H, hd);
-    k.rmsnormVjp(s.qRaw + 4 * p.row * qDim, w.norms.q, s.qRstd + 4 * p.row * H, gq, gq, p.T * H, hd);
-    k.ropeVjp(gk, gk, c.cos, c.sin, p.T, KV, hd);
-    k.rmsnormVjp(s.kRaw + 4 * p.row * kvDim, w.norms.k, s.kRstd + 4 * p.row * KV, gk, gk, p.T * KV, hd);
-  }
+    cost += attentionCost(c.dims, p.T);
+    return [
+      ["attentionVjp", s.qRot + 4 * p.row * qDim, s.kRot + 4 * p.row * kvDim, s.v + 4 * p.row * kvDim, s.probs + 4 * p.probs,
+        b.att + 4 * row * qDim, gq, gk, b.v + 4 * row * kvDim, p.T, p.T, H, KV, hd, scale, b.scratch + 4 * i * c.attnScratch],
+      ["ropeVjp", gq, gq, c.cos, c.sin, p.T, H, hd],
+      ["rmsnormVjp", s.qRaw + 4 * p.row * qDim, w.norms.q, s.qRstd + 4 * p.row * H, gq, gq, p.T * H, hd],
+      ["ropeVjp", gk, gk, c.cos, c.sin, p.T, KV, hd],
+      ["rmsnormVjp", s.kRaw + 4 * p.row * kvDim, w.norms.k, s.kRstd + 4 * p.row * KV, gk, gk, p.T * KV, hd],
+    ];
+  });
+  await c.gemm.runTasks(attn, cost);
   await c.gemm.run([...jobs(b.q, R, [["q", b.x]], bwd), ...jobs(b.k, R, [["k", b.x, true]], bwd), ...jobs(b.v, R, [["v", b.x, true]], bwd)]);
-  for (const { row, prompt: p } of segs) {
+  await c.gemm.runTasks(segs.map(({ row, prompt: p }) => {
     const o = 4 * row * d;
-    k.rmsnormVjp(s.hIn + 4 * p.row * d, w.norms.input, s.rstd1 + 4 * p.row, b.x + o, b.x + o, p.T, d);
-  }
+    return [["rmsnormVjp", s.hIn + 4 * p.row * d, w.norms.input, s.rstd1 + 4 * p.row, b.x + o, b.x + o, p.T, d]];
+  }), rowOps);
   k.add(gh, b.x, gh, R * d);
 }

@@ -8,6 +8,10 @@
 // chain correctly without synchronisation: the same thread owns the same columns in each of them.
 // gemmPacked sums each element over k in the same order whatever the panel range, so the result is
 // bitwise the same for any number of parts.
+//
+// The per-row work between products (RMSNorm, RoPE, attention, SwiGLU of each batch segment) is
+// dispatched the same way as independent tasks: lists of kernel calls, each task run whole by one
+// thread, so which thread runs it cannot change its result.
 import type { Runtime } from "../runtime/runtime.js";
 import { PANEL, type PackedMatrix } from "../kernels/matmul.js";
 
@@ -25,11 +29,22 @@ export interface GemmJob {
 /** Arguments of one raw rt.k.gemmPacked call: a, lda, packed, c, ldc, M, N, K, accumulate. */
 export const SLICE_ARGS = 9;
 
+/** One kernel call: an export of the kernel module (rt.k) and its numeric arguments. */
+export type KernelCall = [name: string, ...args: number[]];
+
+/** Kernel calls run in order by one thread; tasks of one dispatch must not write what others read. */
+export type KernelTask = KernelCall[];
+
 export interface ParallelGemm {
   /** Threads that compute (the calling thread included). */
   readonly threads: number;
   /** Run the jobs; resolves (or returns) when every slice is done. */
   run(jobs: readonly GemmJob[]): Promise<void> | void;
+  /**
+   * Run independent tasks, spread over the threads in contiguous runs of about equal count.
+   * `flops` is a rough cost of the whole dispatch: small ones stay on the calling thread.
+   */
+  runTasks(tasks: readonly KernelTask[], flops: number): Promise<void> | void;
   /** Stop any worker threads. Idempotent. */
   close(): Promise<void>;
 }
@@ -78,6 +93,23 @@ function checkJob(j: GemmJob): void {
   if (lda < j.packed.k || ldc < j.packed.n) throw new Error(`gemm job: lda=${lda} < K=${j.packed.k} or ldc=${ldc} < N=${j.packed.n}`);
 }
 
+/** Run kernel tasks on this thread. */
+export function runKernelTasks(rt: Runtime, tasks: readonly KernelTask[]): void {
+  const k = rt.k as unknown as Record<string, (...args: number[]) => unknown>;
+  for (const task of tasks) {
+    for (const [name, ...args] of task) {
+      const f = k[name];
+      if (typeof f !== "function") throw new Error(`no kernel named ${name}`);
+      f(...args);
+    }
+  }
+}
+
+/** Tasks [floor(i n / parts), floor((i + 1) n / parts)) go to part i. */
+export function taskRange(n: number, part: number, parts: number): [number, number] {
+  return [Math.floor((part * n) / parts), Math.floor(((part + 1) * n) / parts)];
+}
+
 /** Validate a dispatch (the kernels do not check bounds). */
 export function checkGemmJobs(jobs: readonly GemmJob[]): void {
   for (const j of jobs) checkJob(j);
@@ -91,6 +123,10 @@ export class SerialGemm implements ParallelGemm {
   run(jobs: readonly GemmJob[]): void {
     checkGemmJobs(jobs);
     runGemmSlices(this.rt, gemmSlices(jobs, 0, 1));
+  }
+
+  runTasks(tasks: readonly KernelTask[]): void {
+    runKernelTasks(this.rt, tasks);
   }
 
   async close(): Promise<void> {}

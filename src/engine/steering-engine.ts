@@ -297,7 +297,7 @@ export class SteeringEngine {
     }
     const R = n * this.ctx.rows;
     const th = this.rt.heap.allocF32(R * this.inputDim);
-    const buf = allocBatchBuffers(this.ctx, R);
+    const buf = allocBatchBuffers(this.ctx, R, flat.length);
     return { segs: { byVector: segs, all: flat }, R, buf, th };
   }
 

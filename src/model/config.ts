@@ -92,3 +92,11 @@ export function qwen3TensorShapes(cfg: Qwen3Config, layers = cfg.numLayers): Map
   }
   return m;
 }
+
+/** Every tensor of a full checkpoint, in module order: the layers, the final norm, and lm_head unless tied. */
+export function qwen3CheckpointTensors(cfg: Qwen3Config): Map<string, number[]> {
+  const m = qwen3TensorShapes(cfg);
+  m.set("model.norm.weight", [cfg.hiddenSize]);
+  if (!cfg.tieWordEmbeddings) m.set("lm_head.weight", [cfg.vocabSize, cfg.hiddenSize]);
+  return m;
+}

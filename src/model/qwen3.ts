@@ -15,7 +15,8 @@ export class InputError extends Error {
 }
 
 export class Qwen3Model {
-  private ropeCache = new Map<number, RopeTables>();
+  /** RoPE tables by length, in JS memory: the wasm copies are made per use, so none outlives a heap scope. */
+  private ropeCache = new Map<number, { cos: Float32Array; sin: Float32Array }>();
 
   constructor(
     readonly ctx: AutodiffContext,
@@ -48,26 +49,25 @@ export class Qwen3Model {
   }
 
   /**
-   * cos/sin tables for positions 0..T-1 ([T, headDim/2]), computed in float32 as transformers does.
-   * Cached per length: allocate the first ones outside any per-product heap scope.
+   * cos/sin tables for positions 0..T-1 ([T, headDim/2]) as wasm tensors, computed in float32 as
+   * transformers does. Allocated on the current heap scope, like any other tensor of the computation.
    */
   ropeTables(T: number): RopeTables {
     let t = this.ropeCache.get(T);
     if (!t) {
-      const { cos, sin } = ropeTablesF32(T, this.config.headDim, this.config.ropeTheta);
-      t = { cos: fromArray(this.ctx, cos, [T, this.config.headDim / 2]), sin: fromArray(this.ctx, sin, [T, this.config.headDim / 2]) };
+      t = ropeTablesF32(T, this.config.headDim, this.config.ropeTheta);
       this.ropeCache.set(T, t);
     }
-    return t;
+    const half = this.config.headDim / 2;
+    return { cos: fromArray(this.ctx, t.cos, [T, half]), sin: fromArray(this.ctx, t.sin, [T, half]) };
   }
 
-  /** One decoder layer: h [T, d] -> h [T, d]. */
-  layer(i: number, h: Tensor): Tensor {
+  /** One decoder layer: h [T, d] -> h [T, d]. `tables` (from ropeTables(T)) may be shared by the layers of one pass. */
+  layer(i: number, h: Tensor, tables: RopeTables = this.ropeTables(h.shape[0])): Tensor {
     const c = this.config;
     const w: LayerWeights = this.weights.layers[i];
     if (!w) throw new InputError(`layer ${i} is not loaded (model has ${c.numLayers} layers, ${this.loadedLayers} loaded)`);
     const T = h.shape[0];
-    const tables = this.ropeTables(T);
     const eps = c.rmsNormEps;
     const x = rmsnorm(h, w.inputNorm, eps);
     const headNorm = (t: Tensor, heads: number, weight: Tensor) =>
@@ -87,8 +87,9 @@ export class Qwen3Model {
    * given. Returns the output of layer `to`.
    */
   runLayers(h: Tensor, from: number, to: number, steer?: { layer: number; vector: Tensor }): Tensor {
+    const tables = from <= to ? this.ropeTables(h.shape[0]) : undefined;
     for (let i = from; i <= to; i++) {
-      h = this.layer(i, h);
+      h = this.layer(i, h, tables);
       if (steer && steer.layer === i) h = addRowVector(h, steer.vector);
     }
     return h;

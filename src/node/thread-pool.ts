@@ -13,7 +13,18 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Piscina } from "piscina";
 import type { Runtime } from "../runtime/runtime.js";
-import { SerialGemm, checkGemmJobs, gemmFlops, gemmSlices, runGemmSlices, type GemmJob, type ParallelGemm } from "../engine/parallel-gemm.js";
+import {
+  SerialGemm,
+  checkGemmJobs,
+  gemmFlops,
+  gemmSlices,
+  runGemmSlices,
+  runKernelTasks,
+  taskRange,
+  type GemmJob,
+  type KernelTask,
+  type ParallelGemm,
+} from "../engine/parallel-gemm.js";
 import { packageRoot } from "./runtime.js";
 
 export interface ThreadPoolOptions {
@@ -84,10 +95,30 @@ export class PiscinaGemm implements ParallelGemm {
       const slices = gemmSlices(jobs, part, this.threads);
       if (slices.length) pending.push(this.pool.run({ slices }));
     }
+    // On a throw, the workers still finish touching the memory before the caller frees it.
+    return this.finish(() => runGemmSlices(this.rt, gemmSlices(jobs, 0, this.threads)), pending);
+  }
+
+  runTasks(tasks: readonly KernelTask[], flops: number): Promise<void> | void {
+    if (this.closed) throw new Error("thread pool is closed");
+    if (flops < this.minParallelFlops || tasks.length < 2) {
+      runKernelTasks(this.rt, tasks);
+      return;
+    }
+    const pending: Promise<unknown>[] = [];
+    for (let part = 1; part < this.threads; part++) {
+      const [t0, t1] = taskRange(tasks.length, part, this.threads);
+      if (t1 > t0) pending.push(this.pool.run({ tasks: tasks.slice(t0, t1) }));
+    }
+    const [t0, t1] = taskRange(tasks.length, 0, this.threads);
+    return this.finish(() => runKernelTasks(this.rt, tasks.slice(t0, t1)), pending);
+  }
+
+  /** Run this thread's share, then wait for the workers (also when the share throws). */
+  private finish(own: () => void, pending: Promise<unknown>[]): Promise<void> {
     try {
-      runGemmSlices(this.rt, gemmSlices(jobs, 0, this.threads));
+      own();
     } catch (e) {
-      // Let the workers finish touching the memory before the caller frees it.
       return Promise.allSettled(pending).then(() => {
         throw e;
       });

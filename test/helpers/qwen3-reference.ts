@@ -29,6 +29,22 @@ export function loadRefWeights(cfg: Qwen3Config, src: TensorSource): RefWeights 
 
 type Mat = Float64Array[]; // rows
 
+/**
+ * cos/sin [T][hd/2] as transformers' Qwen3RotaryEmbedding computes them: in float32, rounded at each
+ * step (inv_freq = 1 / theta^(2j/hd), angle = pos * inv_freq). Written here from transformers, not
+ * from src/, so the check stays independent.
+ */
+function ropeTablesF32(T: number, hd: number, theta: number): { cos: Float64Array[]; sin: Float64Array[] } {
+  const f = Math.fround, half = hd / 2;
+  const inv = Array.from({ length: half }, (_, j) => f(1 / f(Math.pow(f(theta), f(f(2 * j) / hd)))));
+  const cos: Float64Array[] = [], sin: Float64Array[] = [];
+  for (let t = 0; t < T; t++) {
+    cos.push(Float64Array.from(inv, (v) => f(Math.cos(f(t * v)))));
+    sin.push(Float64Array.from(inv, (v) => f(Math.sin(f(t * v)))));
+  }
+  return { cos, sin };
+}
+
 function linear(x: Mat, W: Float64Array, out: number): Mat {
   const inF = x[0].length;
   return x.map((row) => {
@@ -69,11 +85,11 @@ function layer(ref: RefWeights, i: number, h: Mat): Mat {
     for (let hh = 0; hh < KV; hh++) rms(k[t], W("self_attn.k_norm.weight"), eps, hh * hd, hd);
   }
   const half = hd / 2;
+  const tables = ropeTablesF32(T, hd, c.ropeTheta);
   const rot = (row: Float64Array, heads: number, pos: number) => {
     for (let hh = 0; hh < heads; hh++) {
       for (let j = 0; j < half; j++) {
-        const invFreq = 1 / Math.pow(c.ropeTheta, (2 * j) / hd);
-        const a = pos * invFreq, cs = Math.cos(a), sn = Math.sin(a);
+        const cs = tables.cos[pos][j], sn = tables.sin[pos][j];
         const x1 = row[hh * hd + j], x2 = row[hh * hd + j + half];
         row[hh * hd + j] = x1 * cs - x2 * sn;
         row[hh * hd + j + half] = x2 * cs + x1 * sn;
@@ -125,10 +141,13 @@ export function refHiddenStates(ref: RefWeights, tokens: number[], upTo = ref.cf
   return states;
 }
 
+/** The final norm of the last hidden state. */
+export function refNormed(ref: RefWeights, last: Mat): Mat {
+  return rmsMat(last, ref.w.get("model.norm.weight")!, ref.cfg.rmsNormEps);
+}
+
 export function refLogits(ref: RefWeights, last: Mat): Mat {
-  const c = ref.cfg;
-  const x = rmsMat(last, ref.w.get("model.norm.weight")!, c.rmsNormEps);
-  return linear(x, ref.w.get("lm_head.weight") ?? ref.w.get("model.embed_tokens.weight")!, c.vocabSize);
+  return linear(refNormed(ref, last), ref.w.get("lm_head.weight") ?? ref.w.get("model.embed_tokens.weight")!, ref.cfg.vocabSize);
 }
 
 /** The target (last K rows of layer T's output, flattened) as a function of sv. */

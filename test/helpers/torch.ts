@@ -2,7 +2,7 @@
 // Where torch is missing the cross-check is skipped LOUDLY; with JACSTEER_REQUIRE_TORCH=1 (set by
 // .ci/run) it fails instead, so CI always runs the cross-checks.
 import { execFileSync, spawnSync } from "node:child_process";
-import { it } from "vitest";
+import { describe, expect, it } from "vitest";
 
 export const PYTHON = process.env.JACSTEER_PYTHON ?? "/usr/bin/python3";
 export const REQUIRE_TORCH = process.env.JACSTEER_REQUIRE_TORCH === "1";
@@ -43,4 +43,23 @@ export function runPython(args: string[], opts: { input?: string; timeoutMs?: nu
     const err = e as { stderr?: string; message: string };
     throw new Error(`${PYTHON} ${args.join(" ")} failed: ${err.stderr || err.message}`);
   }
+}
+
+/** Alias kept for the reference tests. */
+export const torchAvailable = haveTorch;
+
+/**
+ * A describe block that needs PyTorch: where torch cannot be imported it warns loudly and skips,
+ * or fails when JACSTEER_REQUIRE_TORCH=1.
+ */
+export function describeTorch(name: string, body: () => void): void {
+  if (haveTorch()) {
+    describe(name, body);
+    return;
+  }
+  process.stderr.write(`\n!!!!! ${REQUIRE_TORCH ? "FAILING" : "SKIPPED"} (PyTorch missing: ${PYTHON} cannot import torch): ${name}\n`);
+  describe(name, () => {
+    if (REQUIRE_TORCH) it("needs PyTorch", () => expect.fail(`JACSTEER_REQUIRE_TORCH=1 but ${PYTHON} cannot import torch`));
+    else it.skip(`[needs PyTorch] ${name}`, () => {});
+  });
 }
