@@ -41,8 +41,10 @@ export interface EngineRun {
   threads: number;
   build: string;
   loadSeconds: { total: number; embedding: number; prefix: number; suffix: number };
-  /** Median seconds of one normalProducts call on a block of BLOCK vectors. */
+  /** Wall seconds of each timed normalProducts call on a block of BLOCK vectors. */
   blockSeconds: number[];
+  /** Process CPU seconds (all threads) of each timed block: with 1 thread, what wall time would be on an idle machine. */
+  blockCpuSeconds: number[];
   secondsPerProduct: number;
   /** Share of the block time spent inside the matrix products. */
   gemmShare: number;
@@ -138,14 +140,18 @@ async function runEngineChild(c: ChildConfig): Promise<EngineRun> {
   const V = vectorBlock(BLOCK, engine.inputDim);
   let result = await engine.normalProducts(V); // warm-up: tier-up of the kernels
   const blockSeconds: number[] = [];
+  const blockCpuSeconds: number[] = [];
   let gemmSeconds = 0;
   for (let r = 0; r < c.reps; r++) {
     gemm.seconds = 0;
     const t = performance.now();
+    const cpu = process.cpuUsage();
     result = await engine.normalProducts(V);
     blockSeconds.push((performance.now() - t) / 1000);
+    const used = process.cpuUsage(cpu);
+    blockCpuSeconds.push((used.user + used.system) / 1e6);
     gemmSeconds += gemm.seconds;
-    console.error(`engine, ${c.threads} thread(s): block of ${BLOCK} in ${blockSeconds.at(-1)!.toFixed(3)} s`);
+    console.error(`engine, ${c.threads} thread(s): block of ${BLOCK} in ${blockSeconds.at(-1)!.toFixed(3)} s (${blockCpuSeconds.at(-1)!.toFixed(3)} s CPU)`);
   }
   let t = performance.now();
   const jv = await engine.applyJ(V);
@@ -161,6 +167,7 @@ async function runEngineChild(c: ChildConfig): Promise<EngineRun> {
     build: rt.build,
     loadSeconds: { total: loadTotal, ...engine.loadSeconds },
     blockSeconds,
+    blockCpuSeconds,
     secondsPerProduct: median(blockSeconds) / BLOCK,
     gemmShare: gemmSeconds / blockSeconds.reduce((a, b) => a + b, 0),
     applyJSeconds,

@@ -2,10 +2,12 @@
 // for some of them by name. Each bench writes bench/results/<name>.json and <name>.md.
 import { enableRelaxedSimd } from "../src/node/relaxed-simd.js";
 import { benchMatmul } from "./matmul.js";
+import { benchWorkload } from "./workload.js";
 import { benchEngine } from "./engine.js";
 
 const BENCHES: Record<string, () => Promise<unknown>> = {
   matmul: () => benchMatmul(),
+  workload: () => benchWorkload(),
   engine: () => benchEngine(),
 };
 

@@ -40,6 +40,9 @@ import {
   layerForward,
   layerJvp,
   layerVjp,
+  type BatchBuffers,
+  type CompactRows,
+  type CompactSegment,
   type LayerContext,
   type PromptRows,
   type SavedLayer,
@@ -219,10 +222,10 @@ export class SteeringEngine {
   applyJ(V: readonly ArrayLike<number>[]): Promise<Float32Array[]> {
     this.checkBlock(V, this.inputDim, "applyJ");
     return this.exclusive(async () => {
-      const { segs, R, buf, th } = this.batch(V.length);
-      this.fillTangents(V, segs, th);
-      await this.jvp(segs, R, th, buf);
-      return this.readTargets(V.length, segs, th);
+      const b = this.batch(V.length);
+      this.fillTangents(V, b);
+      await this.jvp(b);
+      return this.readTargets(V.length, b);
     });
   }
 
@@ -230,10 +233,10 @@ export class SteeringEngine {
   applyJt(U: readonly ArrayLike<number>[]): Promise<Float64Array[]> {
     this.checkBlock(U, this.outputDim, "applyJt");
     return this.exclusive(async () => {
-      const { segs, R, buf, th } = this.batch(U.length);
-      this.fillCotangents(U, segs, th, R);
-      await this.vjp(segs, R, th, buf);
-      return this.sumSegments(U.length, segs, th);
+      const b = this.batch(U.length);
+      this.fillCotangents(U, b);
+      await this.vjp(b);
+      return this.sumSegments(U.length, b);
     });
   }
 
@@ -241,13 +244,13 @@ export class SteeringEngine {
   normalProducts(V: readonly ArrayLike<number>[]): Promise<Float64Array[]> {
     this.checkBlock(V, this.inputDim, "normalProducts");
     return this.exclusive(async () => {
-      const { segs, R, buf, th } = this.batch(V.length);
-      this.fillTangents(V, segs, th);
-      await this.jvp(segs, R, th, buf);
-      this.keepTargetRows(segs, th);
-      await this.vjp(segs, R, th, buf);
+      const b = this.batch(V.length);
+      this.fillTangents(V, b);
+      await this.jvp(b);
+      this.weightTargetsTwice(b);
+      await this.vjp(b);
       this.products += V.length;
-      return this.sumSegments(V.length, segs, th);
+      return this.sumSegments(V.length, b);
     });
   }
 
@@ -284,101 +287,122 @@ export class SteeringEngine {
     return result;
   }
 
-  /** Segments of n vectors: prompt p's n segments are contiguous, vector j's at row n row_p + j T_p. */
-  private batch(n: number) {
-    const segs: Segment[][] = Array.from({ length: n }, () => []);
-    const flat: Segment[] = [];
-    for (const p of this.ctx.prompts) {
+  /**
+   * The buffers of a block of n vectors. Segments: prompt p's n segments are contiguous, vector j's
+   * at row n row_p + j T_p of th [R, d]. Target rows: segment by segment in the same order, each
+   * segment's selected rows in target order, in targets.buf [Rc, d].
+   */
+  private batch(n: number): Batch {
+    const byVector: Segment[][] = Array.from({ length: n }, () => []);
+    const all: Segment[] = [];
+    const compact: CompactSegment[] = [];
+    const compactStart: number[][] = Array.from({ length: n }, () => []);
+    let crow = 0;
+    this.ctx.prompts.forEach((p, pi) => {
+      const sel = this.selections[pi]!;
       for (let j = 0; j < n; j++) {
-        const s = { row: n * p.row + j * p.T, prompt: p };
-        segs[j]!.push(s);
-        flat.push(s);
+        const seg = { row: n * p.row + j * p.T, prompt: p };
+        byVector[j]!.push(seg);
+        all.push(seg);
+        const runs: { row0: number; r0: number; len: number }[] = [];
+        sel.rows.forEach((r, i) => {
+          const prev = runs.at(-1);
+          if (prev && prev.r0 + prev.len === r) prev.len++;
+          else runs.push({ row0: crow + i, r0: r, len: 1 });
+        });
+        compact.push({ seg, runs });
+        compactStart[j]!.push(crow);
+        crow += sel.rows.length;
       }
-    }
+    });
     const R = n * this.ctx.rows;
-    const th = this.rt.heap.allocF32(R * this.inputDim);
-    const buf = allocBatchBuffers(this.ctx, R, flat.length);
-    return { segs: { byVector: segs, all: flat }, R, buf, th };
+    const heap = this.rt.heap;
+    const th = heap.allocF32(R * this.inputDim);
+    const targets: CompactRows = { segments: compact, rows: crow, buf: heap.allocF32(crow * this.inputDim) };
+    return { byVector, all, R, th, targets, compactStart, buf: allocBatchBuffers(this.ctx, R, all.length) };
   }
 
-  private fillTangents(V: readonly ArrayLike<number>[], segs: { byVector: Segment[][] }, th: number): void {
+  private fillTangents(V: readonly ArrayLike<number>[], b: Batch): void {
     const d = this.inputDim;
     V.forEach((v, j) => {
       const row = Float32Array.from(v);
-      for (const s of segs.byVector[j]!) {
-        const view = this.rt.heap.f32(th + 4 * s.row * d, s.prompt.T * d);
+      for (const s of b.byVector[j]!) {
+        const view = this.rt.heap.f32(b.th + 4 * s.row * d, s.prompt.T * d);
         for (let t = 0; t < s.prompt.T; t++) view.set(row, t * d);
       }
     });
   }
 
-  /** The selected rows of h [T, d] (a segment or a prompt's output), weighted, flattened. */
+  /** The selected rows of h [T, d] (a prompt's output at sv0), weighted, flattened. */
   private gatherTarget(h: number, sel: ResolvedPositions): Float32Array {
     const d = this.inputDim;
     const out = new Float32Array(sel.rows.length * d);
     sel.rows.forEach((r, i) => {
       const row = this.rt.heap.f32(h + 4 * r * d, d);
       const w = sel.weights ? Math.fround(sel.weights[i]!) : 1;
-      if (w === 1) out.set(row, i * d);
-      else for (let c = 0; c < d; c++) out[i * d + c] = w * row[c]!;
+      for (let c = 0; c < d; c++) out[i * d + c] = w * row[c]!;
     });
     return out;
   }
 
-  /** Cotangent rows: segment row r_i = w_i * u's part i, every other row zero. */
-  private fillCotangents(U: readonly ArrayLike<number>[], segs: { byVector: Segment[][] }, th: number, R: number): void {
+  /** Weight of target row i of prompt p, as the f32 the kernels multiply by. */
+  private weight(p: number, i: number): number {
+    const w = this.selections[p]!.weights;
+    return w ? Math.fround(w[i]!) : 1;
+  }
+
+  /** The output cotangent on the target rows: w_i * u's part i. */
+  private fillCotangents(U: readonly ArrayLike<number>[], b: Batch): void {
     const d = this.inputDim;
-    this.rt.k.fill(th, R * d, 0);
     U.forEach((u, j) => {
-      segs.byVector[j]!.forEach((s, p) => {
-        const sel = this.selections[p]!;
-        sel.rows.forEach((r, i) => {
-          const w = sel.weights ? Math.fround(sel.weights[i]!) : 1;
-          const view = this.rt.heap.f32(th + 4 * (s.row + r) * d, d);
-          const base = this.offsets[p]! + i * d;
-          for (let c = 0; c < d; c++) view[c] = w * u[base + c]!;
-        });
+      b.compactStart[j]!.forEach((c0, p) => {
+        const n = this.selections[p]!.rows.length;
+        const view = this.rt.heap.f32(b.targets.buf + 4 * c0 * d, n * d);
+        for (let i = 0; i < n; i++) {
+          const w = this.weight(p, i), base = this.offsets[p]! + i * d;
+          for (let c = 0; c < d; c++) view[i * d + c] = w * u[base + c]!;
+        }
       });
     });
   }
 
-  private readTargets(n: number, segs: { byVector: Segment[][] }, th: number): Float32Array[] {
+  /** J v from the target rows: w_i times row i. */
+  private readTargets(n: number, b: Batch): Float32Array[] {
+    const d = this.inputDim;
     return Array.from({ length: n }, (_, j) => {
       const out = new Float32Array(this.outputDim);
-      segs.byVector[j]!.forEach((s, p) => out.set(this.gatherTarget(th + 4 * s.row * this.inputDim, this.selections[p]!), this.offsets[p]!));
+      b.compactStart[j]!.forEach((c0, p) => {
+        const m = this.selections[p]!.rows.length;
+        const view = this.rt.heap.f32(b.targets.buf + 4 * c0 * d, m * d);
+        for (let i = 0; i < m; i++) {
+          const w = this.weight(p, i), o = this.offsets[p]! + i * d;
+          if (w === 1) out.set(view.subarray(i * d, (i + 1) * d), o);
+          else for (let c = 0; c < d; c++) out[o + c] = w * view[i * d + c]!;
+        }
+      });
       return out;
     });
   }
 
-  /**
-   * Turn the JVP output in place into the cotangent J^T takes for J V: selected row r_i becomes
-   * w_i^2 th[r_i] (the target is w_i h[r_i], and the cotangent w_i (J v)_i); every other row zero.
-   */
-  private keepTargetRows(segs: { all: Segment[] }, th: number): void {
+  /** Target rows h_i -> w_i^2 h_i: the target is w_i h_i, and J^T takes the cotangent w_i (J v)_i. */
+  private weightTargetsTwice(b: Batch): void {
     const d = this.inputDim;
-    for (const s of segs.all) {
-      const sel = this.selections[this.ctx.prompts.indexOf(s.prompt)]!;
-      const keep = new Map<number, number>();
-      sel.rows.forEach((r, i) => {
-        const w = sel.weights ? Math.fround(sel.weights[i]!) : 1;
-        keep.set(r, Math.fround(w * w));
+    b.compactStart.forEach((starts) => starts.forEach((c0, p) => {
+      this.selections[p]!.rows.forEach((_, i) => {
+        const w = this.weight(p, i);
+        const ptr = b.targets.buf + 4 * (c0 + i) * d;
+        if (w !== 1) this.rt.k.scale(ptr, Math.fround(w * w), ptr, d);
       });
-      for (let r = 0; r < s.prompt.T; r++) {
-        const ptr = th + 4 * (s.row + r) * d;
-        const w2 = keep.get(r);
-        if (w2 === undefined) this.rt.k.fill(ptr, d, 0);
-        else if (w2 !== 1) this.rt.k.scale(ptr, w2, ptr, d);
-      }
-    }
+    }));
   }
 
-  /** Sum of every row of vector j's segments, in f64, in a fixed order. */
-  private sumSegments(n: number, segs: { byVector: Segment[][] }, gh: number): Float64Array[] {
+  /** Sum of every row of vector j's segments of th, in f64, in a fixed order. */
+  private sumSegments(n: number, b: Batch): Float64Array[] {
     const d = this.inputDim;
     return Array.from({ length: n }, (_, j) => {
       const acc = new Float64Array(d);
-      for (const s of segs.byVector[j]!) {
-        const view = this.rt.heap.f32(gh + 4 * s.row * d, s.prompt.T * d);
+      for (const s of b.byVector[j]!) {
+        const view = this.rt.heap.f32(b.th + 4 * s.row * d, s.prompt.T * d);
         for (let t = 0; t < s.prompt.T; t++) {
           for (let i = 0; i < d; i++) acc[i] += view[t * d + i]!;
         }
@@ -387,11 +411,51 @@ export class SteeringEngine {
     });
   }
 
-  private async jvp(segs: { all: Segment[] }, R: number, th: number, buf: ReturnType<typeof allocBatchBuffers>): Promise<void> {
-    for (let l = 0; l < this.layers.length; l++) await layerJvp(this.ctx, this.layers[l]!, this.saved[l]!, segs.all, R, th, buf);
+  /** Tangents th (entering layer S+1) -> target rows' tangents in targets.buf. */
+  private async jvp(b: Batch): Promise<void> {
+    const L = this.layers.length;
+    if (L === 0) {
+      moveTargetRows(this.rt, b.targets, b.th, true, this.inputDim);
+      return;
+    }
+    for (let l = 0; l < L; l++) {
+      await layerJvp(this.ctx, this.layers[l]!, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
+    }
   }
 
-  private async vjp(segs: { all: Segment[] }, R: number, gh: number, buf: ReturnType<typeof allocBatchBuffers>): Promise<void> {
-    for (let l = this.layers.length - 1; l >= 0; l--) await layerVjp(this.ctx, this.layers[l]!, this.saved[l]!, segs.all, R, gh, buf);
+  /** Cotangents of the target rows in targets.buf -> cotangent of layer S+1's input in th. */
+  private async vjp(b: Batch): Promise<void> {
+    const L = this.layers.length;
+    if (L === 0) {
+      this.rt.k.fill(b.th, b.R * this.inputDim, 0);
+      moveTargetRows(this.rt, b.targets, b.th, false, this.inputDim);
+      return;
+    }
+    for (let l = L - 1; l >= 0; l--) {
+      await layerVjp(this.ctx, this.layers[l]!, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
+    }
+  }
+}
+
+interface Batch {
+  byVector: Segment[][];
+  all: Segment[];
+  /** Rows of th. */
+  R: number;
+  th: number;
+  targets: CompactRows;
+  /** compactStart[j][p]: first target row of vector j, prompt p. */
+  compactStart: number[][];
+  buf: BatchBuffers;
+}
+
+/** Copy the target rows between th [R, d] and targets.buf (S = T: no layer between them). */
+function moveTargetRows(rt: Runtime, t: CompactRows, th: number, toCompact: boolean, d: number): void {
+  for (const { seg, runs } of t.segments) {
+    for (const { row0, r0, len } of runs) {
+      const f = th + 4 * (seg.row + r0) * d, k = t.buf + 4 * row0 * d;
+      if (toCompact) rt.k.copy(k, f, len * d);
+      else rt.k.copy(f, k, len * d);
+    }
   }
 }

@@ -12,7 +12,6 @@ import { openCheckpoint } from "../../src/node/checkpoint.js";
 import { makeTempDir, writeTempCheckpoint, SMALL_SHAPE } from "../helpers/checkpoints.js";
 import { loadRefWeights, refHiddenStates, type RefWeights } from "../helpers/qwen3-reference.js";
 import { loadTestModel, maxRelErr } from "../helpers/model.js";
-import { tinyModelCopy } from "./tiny-model.js";
 
 const BIN = join(process.cwd(), "bin", "jacsteer.js");
 const jacsteer = (args: string[]) => {
@@ -97,13 +96,13 @@ describe("caaVector", async () => {
 });
 
 describe("jacsteer caa", () => {
-  const tiny = tinyModelCopy();
-  cleanup.push(tiny.remove);
+  // The bundled tiny model (models/tiny: byte-level vocabulary, chat template), the default --model.
+  const tiny = { dir: join(process.cwd(), "models", "tiny") };
   const examples = join(process.cwd(), "examples", "caa-pairs.jsonl");
 
   it("on the tiny model with examples/caa-pairs.jsonl: the direct mean at the last token, byte-level tokens", () => {
     const out = join(tempDir(), "caa.safetensors");
-    const r = jacsteer(["caa", "--model", tiny.dir, "--pairs", examples, "--source-layer", "1", "--out", out, "--json"]);
+    const r = jacsteer(["caa", "--pairs", examples, "--source-layer", "1", "--out", out, "--json"]);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
     // Independent tokenization: the tiny model's vocabulary is the 256 bytes, and a completion is

@@ -59,6 +59,20 @@ const cases: Case[] = [
     prompts: [[1, 3, 5, 7, 9, 11], [2, 4, 6, 8, 10, 12, 14]],
     site: () => ({ sourceLayer: 1, targetLayer: 2, positions: { kind: "list", indices: [0, -1, 2], weights: [0.5, 2, 1] } }),
   },
+  {
+    name: "all positions, three prompts of equal length",
+    shape: SMALL_SHAPE,
+    dtype: "F32",
+    prompts: [[1, 2, 3, 4], [4, 3, 2, 1], [7, 7, 7, 7]],
+    site: () => ({ sourceLayer: 0, targetLayer: 1, positions: { kind: "all" } }),
+  },
+  {
+    name: "last 2 positions with weights, S = T = 0",
+    shape: SMALL_SHAPE,
+    dtype: "F32",
+    prompts: [[1, 2, 3, 4], [9, 8, 7]],
+    site: () => ({ sourceLayer: 0, targetLayer: 0, positions: { kind: "last", count: 2, weights: [3, 0.25] } }),
+  },
 ];
 
 function block(seed: number, n: number, len: number): Float32Array[] {

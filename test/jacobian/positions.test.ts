@@ -79,6 +79,9 @@ describe("target positions in the steering Jacobian", async () => {
     const jv = rw.map((row) => row.reduce((s, x, k) => s + x * v[k], 0));
     const exact = Array.from({ length: d }, (_, k) => rw.reduce((s, row, i) => s + row[k] * jv[i], 0));
     expect(maxRelErr(jtjv, exact)).toBeLessThan(1e-5);
+    // The seed's double VJP differentiates through the weighted gather's transpose too.
+    const Jl = new SteeringJacobian(model, prompts, site({ kind: "list", indices: [-1, 0, 2], weights: [2, 0.5, 1] }));
+    expect(maxRelErr(Jl.normalProduct(v, "double-vjp"), Jl.normalProduct(v, "jvp"))).toBeLessThan(1e-5);
   });
 
   it("--all-positions equals K = prompt length, and rows match the float64 reference model", () => {
