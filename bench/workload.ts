@@ -18,10 +18,10 @@
 // products), reporting its own peak RSS. Writes bench/results/workload.json and workload.md.
 //
 //   npm run bench -- workload           (or: node --experimental-wasm-relaxed-simd dist/bench/run.js workload)
-//   node --experimental-wasm-relaxed-simd dist/bench/workload.js [--no-torch] [--no-explicit]
+//   node --experimental-wasm-relaxed-simd dist/bench/workload.js [--no-torch] [--no-explicit] [--operator autodiff|engine] [--threads N]
 //
-// The jacsteer side gets J^T J V from `makeOperator` below: switching it to the batched engine is the
-// one line that assigns it.
+// The jacsteer side gets J^T J V from an operator factory: DEFAULT_OPERATOR below picks it (the
+// autodiff path or the batched engine); switching is that one line, or `--operator engine`.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -53,6 +53,8 @@ export interface Workload {
   tol: number;
   seed: number;
   threads: number;
+  /** Which implementation forms jacsteer's products. */
+  operator: OperatorName;
 }
 
 /** 32 token ids, fixed: a linear congruential sequence over the vocabulary (random weights make any ids alike). */
@@ -103,8 +105,39 @@ export const autodiffOperator: OperatorFactory = async (w) => {
   };
 };
 
-/** THE line to change when the batched engine lands (e.g. `= engineOperator`). */
-export const makeOperator: OperatorFactory = autodiffOperator;
+/** The batched engine: SteeringEngine.normalProducts on the whole block, matrix products on `threads` threads. */
+export const engineOperator: OperatorFactory = async (w) => {
+  const { SteeringEngine } = await import("../src/engine/steering-engine.js");
+  const { createParallelGemm } = await import("../src/node/thread-pool.js");
+  const { openCheckpoint } = await import("../src/node/checkpoint.js");
+  const { openSafetensorsFile } = await import("../src/node/safetensors-file.js");
+  const { createNodeRuntime } = await import("../src/node/runtime.js");
+  const rt = await createNodeRuntime();
+  const ckpt = openCheckpoint(w.model);
+  // Row reads: the engine then reads the prompt's 32 embedding rows, not the whole 300 MB matrix.
+  const reader = openSafetensorsFile(join(w.model, "model.safetensors"));
+  const tensors = { ...ckpt.tensors, readRowsF32: (name: string, row0: number, rows: number, dst: Float32Array) => void reader.readRowsF32(name, row0, rows, dst) };
+  const gemm = await createParallelGemm(rt, w.threads);
+  const site = { sourceLayer: w.sourceLayer, targetLayer: w.targetLayer, positions: w.positions };
+  const engine = await SteeringEngine.create(rt, ckpt.config, tensors, [w.tokens], site, { gemm, log: (s) => process.stderr.write(s + "\n") });
+  reader.close();
+  ckpt.close();
+  return {
+    description: `SteeringEngine.normalProducts (batched block), ${rt.build} kernels, ${engine.threads} thread(s)`,
+    threads: engine.threads,
+    inputDim: engine.inputDim,
+    outputDim: engine.outputDim,
+    normal: { dim: engine.inputDim, applyBlock: (V) => engine.normalProducts(V) },
+    jacobian: async (V) => (await engine.applyJ(V)).map((x) => Float64Array.from(x)),
+    close: () => engine.close(),
+  };
+};
+
+export const OPERATORS = { autodiff: autodiffOperator, engine: engineOperator } as const;
+export type OperatorName = keyof typeof OPERATORS;
+
+/** THE line to change when the batched engine is the project's path (`= "engine"`); `--operator` overrides it. */
+export const DEFAULT_OPERATOR: OperatorName = "autodiff";
 
 // ---------------------------------------------------------------------------------------------
 // Child processes: one timed run each
@@ -135,7 +168,7 @@ export interface RunReport {
 async function runChild(job: ChildJob): Promise<void> {
   const t0 = performance.now();
   const log = (s: string) => process.stderr.write(s + "\n");
-  const J = await makeOperator(job.workload);
+  const J = await OPERATORS[job.workload.operator](job.workload);
   const setupSeconds = (performance.now() - t0) / 1000;
   let inOperator = 0;
   const timed: BlockOperator = {
@@ -346,6 +379,7 @@ export interface WorkloadOptions {
   /** Cap on the Lanczos run's products (it stops unconverged there). */
   lanczosMaxProducts?: number;
   threads?: number;
+  operator?: OperatorName;
 }
 
 export async function benchWorkload(opts: WorkloadOptions = {}) {
@@ -366,6 +400,7 @@ export async function benchWorkload(opts: WorkloadOptions = {}) {
     tol: DEFAULT_RESIDUAL_TOL,
     seed: 0,
     threads: opts.threads ?? machine.cores,
+    operator: opts.operator ?? DEFAULT_OPERATOR,
   };
   // One start block for (a) and (b), so the two runs of the same algorithm can be compared entry by entry.
   const initFile = join(cacheDir, "workload-start-block.json");
@@ -554,13 +589,27 @@ function writeResults(r: WorkloadResult): void {
 // ---------------------------------------------------------------------------------------------
 // Entry point when run on its own (and in the child processes)
 
+function flagValue(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined) throw new Error(`${name} needs a value`);
+  if (name === "--operator" && !(v in OPERATORS)) throw new Error(`--operator ${v}: expected one of ${Object.keys(OPERATORS).join(", ")}`);
+  return v;
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const { enableRelaxedSimd } = await import("../src/node/relaxed-simd.js");
   enableRelaxedSimd();
   const args = process.argv.slice(2);
   const main = args[0] === "--child"
     ? runChild(JSON.parse(readFileSync(args[1]!, "utf8")) as ChildJob)
-    : benchWorkload({ torch: !args.includes("--no-torch"), explicit: !args.includes("--no-explicit") }).then(() => undefined);
+    : benchWorkload({
+        torch: !args.includes("--no-torch"),
+        explicit: !args.includes("--no-explicit"),
+        operator: flagValue(args, "--operator") as OperatorName | undefined,
+        threads: flagValue(args, "--threads") === undefined ? undefined : Number(flagValue(args, "--threads")),
+      }).then(() => undefined);
   main.catch((e: unknown) => {
     console.error(e instanceof Error ? (e.stack ?? e.message) : e);
     process.exit(1);

@@ -4,9 +4,27 @@ import { UsageError } from "./errors.js";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
 
+/**
+ * node:util's parseArgs refuses `--flag -1` (a value that starts with a dash looks like an option) and
+ * asks for `--flag=-1`. For every flag that takes a value, a following argument that reads as a
+ * negative number (`-1`, `-0.5`, `-2,-1`, `-10,-5,0,5`) is joined to it, so `--scales -10,0,10` works as written.
+ */
+export function joinNegativeValues(argv: readonly string[], options: Options): string[] {
+  const takesValue = new Set(Object.entries(options).filter(([, o]) => o.type === "string").map(([name]) => `--${name}`));
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    if (takesValue.has(argv[i]) && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${argv[i]}=${next}`);
+      i++;
+    } else out.push(argv[i]);
+  }
+  return out;
+}
+
 export function parseFlags(argv: string[], options: Options): Record<string, string | boolean | string[] | undefined> {
   try {
-    const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: true });
     if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     return values as Record<string, string | boolean | string[] | undefined>;
   } catch (e) {

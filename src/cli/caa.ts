@@ -10,7 +10,6 @@ import { modelConfigKey } from "../io/run-identity.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
 import { caaVector, parsePairs, tokenizePair } from "../caa/caa.js";
-import { attachNegativeValues } from "../jacobian/positions.js";
 
 export const CAA_HELP = `jacsteer caa: contrastive activation addition: the mean over pairs of
   h_S(prompt + positive)[answer token] - h_S(prompt + negative)[answer token]
@@ -46,7 +45,7 @@ const OPTIONS: Options = {
 };
 
 export async function caa(argv: string[]): Promise<number> {
-  const f = parseFlags(attachNegativeValues(argv, ["--answer-position"]), OPTIONS);
+  const f = parseFlags(argv, OPTIONS);
   if (f.help) {
     process.stdout.write(CAA_HELP);
     return 0;

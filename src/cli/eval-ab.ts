@@ -6,7 +6,7 @@ import { dirname, resolve } from "node:path";
 import { intFlag, parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
 import { defaultModelDir, loadModel, log } from "./session.js";
-import { joinNegativeValues, optionalTokenizer, readVectorChoices, scalesFlag, steeringLayer, type VectorChoice } from "./generate.js";
+import { optionalTokenizer, readVectorChoices, scalesFlag, steeringLayer, type VectorChoice } from "./generate.js";
 import { openCheckpoint } from "../node/checkpoint.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { SteeredDecoder } from "../generation/decoder.js";
@@ -96,7 +96,7 @@ function table(summary: AbSummary): string {
 }
 
 export async function evalAb(argv: string[]): Promise<number> {
-  const f = parseFlags(joinNegativeValues(argv, ["--scales", "--layer", "--limit"]), OPTIONS);
+  const f = parseFlags(argv, OPTIONS);
   if (f.help) {
     process.stdout.write(EVAL_AB_HELP);
     return 0;

@@ -94,21 +94,6 @@ export function readVectorChoices(args: readonly string[], flag: string, d: numb
   return out;
 }
 
-/**
- * node:util's parseArgs refuses `--scales -10,-5,0` (a value that looks like a flag); join such a
- * value to its flag as `--scales=-10,-5,0` first, so the natural spelling works.
- */
-export function joinNegativeValues(argv: readonly string[], flags: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const next = argv[i + 1];
-    if (flags.includes(argv[i]) && next !== undefined && /^-[\d.]/.test(next)) {
-      out.push(`${argv[i]}=${next}`);
-      i++;
-    } else out.push(argv[i]);
-  }
-  return out;
-}
 
 /** --scales: comma-separated finite numbers, no repeats. */
 export function scalesFlag(value: unknown): number[] | undefined {
@@ -154,7 +139,7 @@ interface Combination {
 }
 
 export async function generate(argv: string[]): Promise<number> {
-  const f = parseFlags(joinNegativeValues(argv, ["--scales", "--temperature", "--top-p", "--max-new-tokens", "--seed", "--layer"]), OPTIONS);
+  const f = parseFlags(argv, OPTIONS);
   if (f.help) {
     process.stdout.write(GENERATE_HELP);
     return 0;

@@ -8,7 +8,7 @@ import { checkOutPath, defaultLayers, defaultModelDir, loadModel, log, resolvePr
 import { encodeVectorFile } from "../io/vector-file.js";
 import { modelConfigKey } from "../io/run-identity.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
-import { attachNegativeValues, describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
+import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
 import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MelboObjective, defaultRadius, trainMelbo } from "../melbo/melbo.js";
 
 export const MELBO_HELP = `jacsteer melbo: MELBO steering vectors: n orthogonal vectors sv of norm R maximising
@@ -69,7 +69,7 @@ function positiveNumber(f: Record<string, unknown>, name: string, fallback: numb
 }
 
 export async function melbo(argv: string[]): Promise<number> {
-  const f = parseFlags(attachNegativeValues(argv, ["--position-list"]), OPTIONS);
+  const f = parseFlags(argv, OPTIONS);
   if (f.help) {
     process.stdout.write(MELBO_HELP);
     return 0;

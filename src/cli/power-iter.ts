@@ -5,7 +5,7 @@ import { checkOutPath, defaultLayers, loadModel, log, readVectorArg, readVectors
 import { parseVectorRef, encodeVectorFile } from "../io/vector-file.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { SteeringJacobian, type ProductMethod } from "../jacobian/steering-jacobian.js";
-import { attachNegativeValues, describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
+import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
 import { blockPowerIteration } from "../solvers/block-power.js";
 import { cpus } from "node:os";
 import { createHash } from "node:crypto";
@@ -73,7 +73,7 @@ const OPTIONS: Options = {
 const METHODS: ProductMethod[] = ["jvp", "double-vjp"];
 
 export async function powerIter(argv: string[]): Promise<number> {
-  const f = parseFlags(attachNegativeValues(argv, ["--position-list"]), OPTIONS);
+  const f = parseFlags(argv, OPTIONS);
   if (f.help) {
     process.stdout.write(POWER_ITER_HELP);
     return 0;

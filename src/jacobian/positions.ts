@@ -173,20 +173,3 @@ export function countPositions(p: Positions, length: number): number {
   return spec.kind === "last" ? spec.count : spec.kind === "list" ? spec.indices.length : length;
 }
 
-/**
- * node:util's parseArgs refuses `--flag -1` (a value that starts with a dash looks like an option)
- * and asks for `--flag=-1`. For flags whose values are numbers that may be negative, join such a pair
- * into `--flag=-1` before parsing, so `--position-list -2,-1` works as written.
- */
-export function attachNegativeValues(argv: readonly string[], flags: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = argv[i + 1];
-    if (flags.includes(a) && next !== undefined && /^-\d/.test(next)) {
-      out.push(`${a}=${next}`);
-      i++;
-    } else out.push(a);
-  }
-  return out;
-}

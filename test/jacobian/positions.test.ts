@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { rmSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { SteeringJacobian, type SteeringSite } from "../../src/jacobian/steering-jacobian.js";
-import { attachNegativeValues, positionsFromFlags, resolvePositions, type Positions } from "../../src/jacobian/positions.js";
+import { joinNegativeValues } from "../../src/cli/args.js";
+import { positionsFromFlags, resolvePositions, type Positions } from "../../src/jacobian/positions.js";
 import { svd } from "../../src/linalg/dense.js";
 import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
@@ -129,7 +130,13 @@ describe("target positions in the steering Jacobian", async () => {
     expect(() => positionsFromFlags({ positionList: "1,x" }, 4)).toThrow(/--position-list 1,x: expected comma-separated integers/);
     expect(() => positionsFromFlags({ positionWeights: "1,,2" }, 3)).toThrow(/--position-weights 1,,2: expected comma-separated/);
     expect(() => positionsFromFlags({ positionWeights: "1,2" }, 4)).toThrow(/2 weight\(s\), but --positions 4 selects 4/);
-    expect(attachNegativeValues(["--position-list", "-2,-1", "--positions", "3"], ["--position-list"])).toEqual(["--position-list=-2,-1", "--positions", "3"]);
+    expect(joinNegativeValues(["--position-list", "-2,-1", "--positions", "3", "--chat", "-1"], { "position-list": { type: "string" }, positions: { type: "string" }, chat: { type: "boolean" } })).toEqual([
+      "--position-list=-2,-1",
+      "--positions",
+      "3",
+      "--chat",
+      "-1", // a boolean flag takes no value: -1 stays an argument (and parseArgs rejects it)
+    ]);
     expect(resolvePositions({ kind: "list", indices: [-2, -1] }, 5, "prompt 1")).toEqual({ rows: [3, 4], weights: null, sliceStart: 3 });
   });
 });
