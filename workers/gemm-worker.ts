@@ -1,24 +1,30 @@
 // A Piscina worker for src/node/thread-pool.ts: instantiates the kernel module the main thread compiled
 // (passed in workerData, so nothing is recompiled) on the main thread's shared WebAssembly.Memory,
-// and runs matrix-product slices and kernel-call tasks on it. Tasks carry only offsets into that
-// memory, never data. Self-contained on purpose: it imports nothing from src/.
+// and runs work units of a dispatch on it: matrix-product slices and kernel-call tasks. Units carry
+// only offsets into that memory, never data; the threads take them from a shared atomic counter.
+// Self-contained on purpose: it imports nothing from src/.
 import { workerData } from "node:worker_threads";
 
 interface GemmWorkerData {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
+  /** Int32 [0]: the next unit of the current dispatch. */
+  counter: SharedArrayBuffer;
 }
 
-/** A task: gemmPacked slices (9 numbers per call, src/engine/parallel-gemm.ts), kernel-call tasks, or a ping. */
+/** A dispatch (or a ping): `count` units, either gemm slice lists or kernel tasks. */
 export interface GemmTask {
-  slices?: number[];
-  /** KernelTask[]: each a list of [kernel name, ...numeric args]. */
+  /** Unit i: gemmPacked slices, 9 numbers per call (src/engine/parallel-gemm.ts SLICE_ARGS). */
+  gemm?: number[][];
+  /** Unit i: a KernelTask, a list of [kernel name, ...numeric args] run in order. */
   tasks?: Array<Array<[string, ...number[]]>>;
+  count?: number;
   /** Milliseconds to block before answering: lets the pool start-up reach every worker. */
   pingMs?: number;
 }
 
-const { module, memory } = workerData as GemmWorkerData;
+const { module, memory, counter } = workerData as GemmWorkerData;
+const next = new Int32Array(counter);
 const instance = new WebAssembly.Instance(module, {
   env: {
     memory,
@@ -32,20 +38,29 @@ type Gemm = (a: number, lda: number, packed: number, c: number, ldc: number, M: 
 const gemmPacked = kernels.gemmPacked as unknown as Gemm;
 const pingCell = new Int32Array(new SharedArrayBuffer(4));
 
-export default function run(task: GemmTask): number {
-  if (task.pingMs) Atomics.wait(pingCell, 0, 0, task.pingMs);
-  const s = task.slices;
+function runUnit(task: GemmTask, i: number): void {
+  const s = task.gemm?.[i];
   if (s) {
-    for (let i = 0; i < s.length; i += 9) gemmPacked(s[i], s[i + 1], s[i + 2], s[i + 3], s[i + 4], s[i + 5], s[i + 6], s[i + 7], s[i + 8]);
+    for (let j = 0; j < s.length; j += 9) gemmPacked(s[j], s[j + 1], s[j + 2], s[j + 3], s[j + 4], s[j + 5], s[j + 6], s[j + 7], s[j + 8]);
   }
-  if (task.tasks) {
-    for (const calls of task.tasks) {
-      for (const [name, ...args] of calls) {
-        const f = kernels[name];
-        if (typeof f !== "function") throw new Error(`no kernel named ${name}`);
-        f(...args);
-      }
+  const calls = task.tasks?.[i];
+  if (calls) {
+    for (const [name, ...args] of calls) {
+      const f = kernels[name];
+      if (typeof f !== "function") throw new Error(`no kernel named ${name}`);
+      f(...args);
     }
   }
-  return 0;
+}
+
+/** Runs units until the shared counter passes `count`; returns how many this worker ran. */
+export default function run(task: GemmTask): number {
+  if (task.pingMs) Atomics.wait(pingCell, 0, 0, task.pingMs);
+  const count = task.count ?? 0;
+  let done = 0;
+  for (let i = Atomics.add(next, 0, 1); i < count; i = Atomics.add(next, 0, 1)) {
+    runUnit(task, i);
+    done++;
+  }
+  return done;
 }

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { intFlag, numberFlag, parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { defaultLayers, defaultModelDir, loadModel, log, resolvePrompts } from "./session.js";
+import { defaultLayers, defaultModelDir, loadModel, log, resolvePrompts, PROMPT_OPTIONS, promptFlags } from "./session.js";
 import { decodeVectorFile, parseVectorRef, VectorFileError } from "../io/vector-file.js";
 import { openSafetensorsFile } from "../node/safetensors-file.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
@@ -38,12 +38,7 @@ Text is decoded with the checkpoint's tokenizer.json; a checkpoint without one p
 `;
 
 const OPTIONS: Options = {
-  model: { type: "string" },
-  prompt: { type: "string", multiple: true },
-  prompts: { type: "string" },
-  tokens: { type: "string", multiple: true },
-  chat: { type: "boolean" },
-  system: { type: "string" },
+  ...PROMPT_OPTIONS,
   vectors: { type: "string", multiple: true },
   scales: { type: "string" },
   layer: { type: "string" },
@@ -169,7 +164,7 @@ export async function generate(argv: string[]): Promise<number> {
   try {
     vectors = readVectorChoices(vectorArgs, "--vectors", d);
     prompts = await resolvePrompts(
-      { prompt: stringList(f, "prompt"), prompts: f.prompts as string | undefined, tokens: stringList(f, "tokens"), chat: !!f.chat, system: f.system as string | undefined },
+      promptFlags(f),
       peek,
     );
     tok = await optionalTokenizer(peek.dir);

@@ -2,9 +2,9 @@
 // how far they move layer T's output at the target positions, written as a vector file (CONTRACT.md
 // section 3, method "melbo").
 import { createHash } from "node:crypto";
-import { intFlag, numberFlag, parseFlags, stringList, type Options } from "./args.js";
+import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { checkOutPath, defaultLayers, defaultModelDir, loadModel, log, resolvePrompts } from "./session.js";
+import { checkOutPath, defaultLayers, defaultModelDir, loadModel, log, resolvePrompts, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { encodeVectorFile } from "../io/vector-file.js";
 import { modelConfigKey } from "../io/run-identity.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
@@ -37,18 +37,8 @@ where sv is added to the output of layer S at every position and h_T,t is layer 
 `;
 
 const OPTIONS: Options = {
-  model: { type: "string" },
-  prompt: { type: "string", multiple: true },
-  prompts: { type: "string" },
-  tokens: { type: "string", multiple: true },
-  chat: { type: "boolean" },
-  system: { type: "string" },
-  "source-layer": { type: "string" },
-  "target-layer": { type: "string" },
-  positions: { type: "string" },
-  "position-list": { type: "string" },
-  "position-weights": { type: "string" },
-  "all-positions": { type: "boolean" },
+  ...PROMPT_OPTIONS,
+  ...SITE_OPTIONS,
   "num-vectors": { type: "string" },
   radius: { type: "string" },
   steps: { type: "string" },
@@ -109,7 +99,7 @@ export async function melbo(argv: string[]): Promise<number> {
   const d = model.config.hiddenSize;
   if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}: that many orthogonal vectors do not exist`);
   const prompts = await resolvePrompts(
-    { prompt: stringList(f, "prompt"), prompts: f.prompts as string | undefined, tokens: stringList(f, "tokens"), chat: !!f.chat, system: f.system as string | undefined },
+    promptFlags(f),
     ckpt,
   );
   const objective = new MelboObjective(model, prompts, { sourceLayer: S, targetLayer: T, positions });

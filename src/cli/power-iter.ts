@@ -1,7 +1,7 @@
 // `jacsteer power-iter`: top right singular vectors of the steering Jacobian (CONTRACT.md sections 1-3).
-import { intFlag, numberFlag, parseFlags, stringList, type Options } from "./args.js";
+import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { checkOutPath, defaultLayers, loadModel, log, readVectorArg, readVectorsArg, resolvePrompts } from "./session.js";
+import { checkOutPath, defaultLayers, loadModel, log, readVectorArg, readVectorsArg, resolvePrompts, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { parseVectorRef, encodeVectorFile } from "../io/vector-file.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { SteeringJacobian, type ProductMethod } from "../jacobian/steering-jacobian.js";
@@ -40,18 +40,8 @@ export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(l
 `;
 
 const OPTIONS: Options = {
-  model: { type: "string" },
-  prompt: { type: "string", multiple: true },
-  prompts: { type: "string" },
-  tokens: { type: "string", multiple: true },
-  chat: { type: "boolean" },
-  system: { type: "string" },
-  "source-layer": { type: "string" },
-  "target-layer": { type: "string" },
-  positions: { type: "string" },
-  "position-list": { type: "string" },
-  "position-weights": { type: "string" },
-  "all-positions": { type: "boolean" },
+  ...PROMPT_OPTIONS,
+  ...SITE_OPTIONS,
   "num-vectors": { type: "string" },
   method: { type: "string" },
   "max-iters": { type: "string" },
@@ -117,7 +107,7 @@ export async function powerIter(argv: string[]): Promise<number> {
   const d = model.config.hiddenSize;
   if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}`);
   const prompts = await resolvePrompts(
-    { prompt: stringList(f, "prompt"), prompts: f.prompts as string | undefined, tokens: stringList(f, "tokens"), chat: !!f.chat, system: f.system as string | undefined },
+    promptFlags(f),
     ckpt,
   );
   let at: Float32Array | undefined;

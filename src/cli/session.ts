@@ -13,6 +13,7 @@ import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
 import { renderPrompt } from "../tokenizer/index.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { UsageError } from "./errors.js";
+import { stringList, type Options } from "./args.js";
 
 export const log = (msg: string) => process.stderr.write(msg + "\n");
 
@@ -34,6 +35,31 @@ export async function loadModel(modelArg: string | undefined, opts: { layers?: n
   const layers = Math.min(opts.layers ?? ckpt.config.numLayers, ckpt.config.numLayers);
   const weights = ctx.noGrad(() => loadQwen3Weights(ctx, ckpt.config, ckpt.tensors, { layers, head: opts.head }));
   return { rt, ckpt, model: new Qwen3Model(ctx, ckpt.config, weights) };
+}
+
+/** The flags of every command that runs prompts through a model. */
+export const PROMPT_OPTIONS: Options = {
+  model: { type: "string" },
+  prompt: { type: "string", multiple: true },
+  prompts: { type: "string" },
+  tokens: { type: "string", multiple: true },
+  chat: { type: "boolean" },
+  system: { type: "string" },
+};
+
+/** The steering site and target positions (power-iter, melbo). */
+export const SITE_OPTIONS: Options = {
+  "source-layer": { type: "string" },
+  "target-layer": { type: "string" },
+  positions: { type: "string" },
+  "position-list": { type: "string" },
+  "position-weights": { type: "string" },
+  "all-positions": { type: "boolean" },
+};
+
+/** The prompt flags out of parsed flags. */
+export function promptFlags(f: Record<string, unknown>): PromptFlags {
+  return { prompt: stringList(f, "prompt"), prompts: f.prompts as string | undefined, tokens: stringList(f, "tokens"), chat: !!f.chat, system: f.system as string | undefined };
 }
 
 export interface PromptFlags {

@@ -4,8 +4,9 @@
 // recompiled; relaxed SIMD reaches them because src/node/relaxed-simd.ts set the V8 flag in this
 // thread before the module was compiled.
 //
-// A dispatch posts each worker its slices (src/engine/parallel-gemm.ts), then the calling thread
-// computes its own part synchronously and awaits the workers. A Piscina round trip costs about
+// A dispatch cuts the work into units (panel ranges of the products, src/engine/parallel-gemm.ts, or
+// kernel tasks), posts the list to every worker, and every thread, the calling one included, takes
+// units from a shared atomic counter until none is left; then the calling thread awaits the workers. A Piscina round trip costs about
 // 70 us, so dispatches below `minParallelFlops` (default 8 MFLOP, about 0.15 ms of work) run on the
 // calling thread alone; that choice never changes the result, which is bitwise the same for any
 // thread count.
@@ -20,12 +21,21 @@ import {
   gemmSlices,
   runGemmSlices,
   runKernelTasks,
-  taskRange,
   type GemmJob,
   type KernelTask,
   type ParallelGemm,
 } from "../engine/parallel-gemm.js";
 import { packageRoot } from "./runtime.js";
+
+/** Work units per thread and dispatch: small enough that a late or slow thread costs little, large enough (each still >= about 1 ms on the 0.6B workload) that the counter is not contended. */
+const CHUNKS_PER_THREAD = 4;
+
+/** What a worker is handed (workers/gemm-worker.ts GemmTask). */
+interface GemmWork {
+  gemm?: number[][];
+  tasks?: readonly KernelTask[];
+  count?: number;
+}
 
 export interface ThreadPoolOptions {
   /** The compiled worker entry (default: <package>/dist/workers/gemm-worker.js). */
@@ -51,26 +61,32 @@ export async function createParallelGemm(rt: Runtime, threads: number, opts: Thr
 
 export class PiscinaGemm implements ParallelGemm {
   private closed = false;
+  /** The next unit of the current dispatch, shared with the workers (workers/gemm-worker.ts). */
+  private readonly counter: Int32Array;
 
   private constructor(
     private readonly rt: Runtime,
     readonly threads: number,
     private readonly pool: Piscina,
     private readonly minParallelFlops: number,
-  ) {}
+    counter: SharedArrayBuffer,
+  ) {
+    this.counter = new Int32Array(counter);
+  }
 
   static async start(rt: Runtime, threads: number, opts: ThreadPoolOptions = {}): Promise<PiscinaGemm> {
     const filename = opts.workerFile ?? defaultWorkerFile();
     if (!existsSync(filename)) throw new Error(`${filename}: worker entry missing; run \`npm run build\` (tsc compiles workers/ to dist/workers)`);
     const workers = threads - 1;
+    const counter = new SharedArrayBuffer(4);
     const pool = new Piscina({
       filename,
       minThreads: workers,
       maxThreads: workers,
       idleTimeout: Infinity,
-      workerData: { module: rt.module, memory: rt.memory },
+      workerData: { module: rt.module, memory: rt.memory, counter },
     });
-    const self = new PiscinaGemm(rt, threads, pool, opts.minParallelFlops ?? 8e6);
+    const self = new PiscinaGemm(rt, threads, pool, opts.minParallelFlops ?? 8e6, counter);
     try {
       // Wait until every worker has loaded and instantiated the module: a dispatch that finds no ready
       // worker would queue its slices behind the start-up instead of running beside this thread.
@@ -90,13 +106,13 @@ export class PiscinaGemm implements ParallelGemm {
       runGemmSlices(this.rt, gemmSlices(jobs, 0, 1));
       return;
     }
-    const pending: Promise<unknown>[] = [];
-    for (let part = 1; part < this.threads; part++) {
-      const slices = gemmSlices(jobs, part, this.threads);
-      if (slices.length) pending.push(this.pool.run({ slices }));
+    const chunks: number[][] = [];
+    const n = this.threads * CHUNKS_PER_THREAD;
+    for (let part = 0; part < n; part++) {
+      const slices = gemmSlices(jobs, part, n);
+      if (slices.length) chunks.push(slices);
     }
-    // On a throw, the workers still finish touching the memory before the caller frees it.
-    return this.finish(() => runGemmSlices(this.rt, gemmSlices(jobs, 0, this.threads)), pending);
+    return this.share({ gemm: chunks }, (i) => runGemmSlices(this.rt, chunks[i]!), chunks.length);
   }
 
   runTasks(tasks: readonly KernelTask[], flops: number): Promise<void> | void {
@@ -105,19 +121,21 @@ export class PiscinaGemm implements ParallelGemm {
       runKernelTasks(this.rt, tasks);
       return;
     }
-    const pending: Promise<unknown>[] = [];
-    for (let part = 1; part < this.threads; part++) {
-      const [t0, t1] = taskRange(tasks.length, part, this.threads);
-      if (t1 > t0) pending.push(this.pool.run({ tasks: tasks.slice(t0, t1) }));
-    }
-    const [t0, t1] = taskRange(tasks.length, 0, this.threads);
-    return this.finish(() => runKernelTasks(this.rt, tasks.slice(t0, t1)), pending);
+    return this.share({ tasks }, (i) => runKernelTasks(this.rt, [tasks[i]!]), tasks.length);
   }
 
-  /** Run this thread's share, then wait for the workers (also when the share throws). */
-  private finish(own: () => void, pending: Promise<unknown>[]): Promise<void> {
+  /**
+   * Hand `count` work units to every worker and to this thread: each thread takes the next unit
+   * from a shared counter until none is left (so a thread that starts late or runs slower takes
+   * fewer), then this thread waits for the workers, also when its own part throws, so that no
+   * worker still touches memory the caller is about to reuse.
+   */
+  private share(units: GemmWork, runUnit: (i: number) => void, count: number): Promise<void> {
+    Atomics.store(this.counter, 0, 0);
+    const task: GemmWork = { ...units, count };
+    const pending = Array.from({ length: this.threads - 1 }, () => this.pool.run(task));
     try {
-      own();
+      for (let i = Atomics.add(this.counter, 0, 1); i < count; i = Atomics.add(this.counter, 0, 1)) runUnit(i);
     } catch (e) {
       return Promise.allSettled(pending).then(() => {
         throw e;
