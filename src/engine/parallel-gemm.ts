@@ -3,8 +3,8 @@
 // Piscina pool whose workers instantiate the kernel module on the one shared memory.
 //
 // A dispatch is a list of jobs C (+)= A * B with B packed (assembly/matmul.ts gemmPacked). Every job
-// is cut into `parts` ranges of 8-column panels of C, and part i of every job goes to thread i, which
-// runs its slices in job order. So jobs that accumulate into the same C (gx = gq Wq + gk Wk + gv Wv)
+// is cut into `parts` ranges of 8-column panels of C, and part i of every job forms one work unit,
+// run by one thread in job order. So jobs that accumulate into the same C (gx = gq Wq + gk Wk + gv Wv)
 // chain correctly without synchronisation: the same thread owns the same columns in each of them.
 // gemmPacked sums each element over k in the same order whatever the panel range, so the result is
 // bitwise the same for any number of parts.
@@ -41,7 +41,7 @@ export interface ParallelGemm {
   /** Run the jobs; resolves (or returns) when every slice is done. */
   run(jobs: readonly GemmJob[]): Promise<void> | void;
   /**
-   * Run independent tasks, spread over the threads in contiguous runs of about equal count.
+   * Run independent tasks, spread over the threads (each task whole on one thread).
    * `flops` is a rough cost of the whole dispatch: small ones stay on the calling thread.
    */
   runTasks(tasks: readonly KernelTask[], flops: number): Promise<void> | void;
@@ -103,11 +103,6 @@ export function runKernelTasks(rt: Runtime, tasks: readonly KernelTask[]): void 
       f(...args);
     }
   }
-}
-
-/** Tasks [floor(i n / parts), floor((i + 1) n / parts)) go to part i. */
-export function taskRange(n: number, part: number, parts: number): [number, number] {
-  return [Math.floor((part * n) / parts), Math.floor(((part + 1) * n) / parts)];
 }
 
 /** Validate a dispatch (the kernels do not check bounds). */

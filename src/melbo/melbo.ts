@@ -10,7 +10,7 @@
 // The loss recorded for a step is L at sv before that step (as the paper's code records it); the
 // final loss of a vector is L evaluated once more at the vector returned.
 import { gaussianStream } from "../linalg/dense.js";
-import { AmsgradAdamW, MELBO_ADAMW, type AdamWOptions } from "./adamw.js";
+import { AmsgradAdamW, type AdamWOptions } from "./adamw.js";
 import type { MelboObjective, MelboPower } from "./objective.js";
 
 export { MelboObjective, type MelboPower, type MelboSite } from "./objective.js";

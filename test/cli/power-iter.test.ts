@@ -1,7 +1,7 @@
 // The command line end to end (built CLI in dist/, as a user runs it): results, files, and every
 // kind of bad input: exit 1, one line naming the flag/file/tensor, no stack trace, no --out file.
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync, openSync, writeSync, closeSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync, rmSync, openSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeTempCheckpoint, makeTempDir, SMALL_SHAPE, type TempCheckpoint } from "../helpers/checkpoints.js";
