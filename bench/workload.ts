@@ -505,7 +505,9 @@ function summaryLines(r: WorkloadResult): string[] {
 function writeResults(r: WorkloadResult): void {
   const dir = join(packageRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "workload.json"), JSON.stringify(r, null, 2) + "\n");
+  // The default operator's results are the committed ones; another operator's go beside them.
+  const name = r.workload.operator === DEFAULT_OPERATOR ? "workload" : `workload-${r.workload.operator}`;
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(r, null, 2) + "\n");
   const t = "report" in r.torch ? r.torch : null;
   const e = "powerProducts" in r.explicit ? r.explicit : null;
   const p = r.jacsteerPower, l = r.jacsteerLanczos;
@@ -518,7 +520,7 @@ function writeResults(r: WorkloadResult): void {
       ["threads", t ? String(t.report.threads) : "–", String(p.report.threads), String(l.report.threads)],
       ["products", t ? String(t.report.products) : "–", String(p.report.products), String(l.report.products)],
       ["seconds per product", t ? fmt(t.report.seconds_per_product, 3) : "–", fmt(p.report.secondsPerProduct, 3), fmt(l.report.secondsPerProduct, 3)],
-      ["setup (load, forward) s", t ? fmt(t.report.load_seconds, 1) : "–", fmt(p.report.setupSeconds, 1), fmt(l.report.setupSeconds, 1)],
+      ["setup s (load; jacsteer: + forward at sv0)", t ? fmt(t.report.load_seconds, 1) : "–", fmt(p.report.setupSeconds, 1), fmt(l.report.setupSeconds, 1)],
       ["whole process, wall s", t ? fmt(t.wallSeconds, 1) : "–", fmt(p.wallSeconds, 1), fmt(l.wallSeconds, 1)],
       ["peak RSS", t ? gb(t.report.peak_rss_bytes) : "–", gb(p.report.peakRssBytes), gb(l.report.peakRssBytes)],
       ["max residual / sigma_1^2", t ? maxRel(t.report.relative_residuals) : "–", maxRel(p.report.relativeResiduals), maxRel(l.report.relativeResiduals)],
@@ -534,6 +536,7 @@ function writeResults(r: WorkloadResult): void {
     "",
     "Workload: Qwen3-0.6B-shaped BF16 checkpoint with random weights (bench/make-checkpoint.ts; computed in float32),",
     `one 32-token prompt, S = ${r.workload.sourceLayer}, T = ${r.workload.targetLayer}, K = ${r.workload.positions}, top ${r.workload.numVectors}. (a) and (b) start from the same block.`,
+    `jacsteer's products: the \`${r.workload.operator}\` operator (bench/workload.ts OPERATORS; DEFAULT_OPERATOR is \`${DEFAULT_OPERATOR}\`).`,
     "Whole-process times are spawn to exit, measured by the bench; seconds per product are measured inside each process.",
     "Residuals are ||J^T J v - sigma^2 v|| / sigma_1^2 (src/solvers/block-lanczos.ts explains the certificate).",
     "Regenerate with `npm run bench -- workload`.",
@@ -561,7 +564,7 @@ function writeResults(r: WorkloadResult): void {
       `Exact top singular values: ${e.exactSigmas.slice(0, 12).map((s) => s.toFixed(4)).join(", ")}.`,
       "",
       markdownTable(
-        ["result", "max sigma rel. error", "min |cos| with exact", "max residual recomputed / sigma_1^2"],
+        ["result", "max sigma rel. error", "min abs(cos) with the exact vectors", "max residual recomputed / exact sigma_1^2"],
         Object.entries(e.checks).map(([k, c]) => [k, c.maxSigmaRelErr.toExponential(2), c.minAbsCos.toFixed(5), c.maxRecomputedRelResidual.toExponential(2)]),
       ),
       "",
@@ -583,7 +586,7 @@ function writeResults(r: WorkloadResult): void {
     `Same algorithm, same start: largest relative difference between (a)'s and (b)'s singular values ${r.sameAlgorithmSigmaDiff === null ? "–" : r.sameAlgorithmSigmaDiff.toExponential(2)}.`,
     "",
   );
-  writeFileSync(join(dir, "workload.md"), md.join("\n"));
+  writeFileSync(join(dir, `${name}.md`), md.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,175 @@
-// Placeholder until this command lands (see the open issues); it must not ship as "done".
+// `jacsteer report`: one self-contained HTML file with SVG plots of results other commands wrote
+// (src/report/ draws; this file reads the inputs and writes the page atomically).
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
+import { log } from "./session.js";
+import { decodeVectorFile, parseVectorRef, VectorFileError, type VectorSet } from "../io/vector-file.js";
+import { openSafetensorsFile, writeFileAtomic } from "../node/safetensors-file.js";
+import { packageRoot } from "../node/runtime.js";
+import { parseAbResult, type AbInput } from "../report/ab-input.js";
+import { renderReport, spectrumLabel, type CosinePair, type SpectrumInput, type VectorSetSelection } from "../report/report.js";
 
-export async function report(_argv: string[]): Promise<number> {
-  throw new UsageError("jacsteer report is not implemented yet");
+export const REPORT_HELP = `jacsteer report: one self-contained HTML file (inline SVG plots, no scripts, no external files)
+
+  --out FILE.html            the report (required); written atomically
+  --title TEXT               page title (default "jacsteer report")
+  --spectrum FILE[:LABEL]    a power-iter vector file (repeatable): sigma_i against i, labelled LABEL
+                             (default: the file name and its Jacobian point, e.g. "at sv = 0").
+                             With exactly two: the relative change of each sigma and the principal
+                             angles between the two top subspaces (e.g. sv = 0 against --at ... --at-scale A)
+  --log-spectrum             log scale for sigma
+  --cosine A B               a cosine heatmap between two vector files, A FILE or FILE:ROW (rows of the
+                             map), B likewise (columns), with best matches and principal angles (repeatable)
+  --signed                   signed cosines on a blue-white-red scale (default |cos|: singular vectors
+                             have no preferred sign)
+  --ab FILE.json             an eval-ab result, its --json summary or its --out rows (repeatable): mean
+                             logit difference against scale, one line per vector, slope and R^2 in the
+                             legend (with --out rows also +-1 standard error over questions)
+
+Every section is optional; at least one input is needed.
+`;
+
+const OPTIONS: Options = {
+  out: { type: "string" },
+  title: { type: "string" },
+  spectrum: { type: "string", multiple: true },
+  "log-spectrum": { type: "boolean" },
+  signed: { type: "boolean" },
+  ab: { type: "string", multiple: true },
+  help: { type: "boolean", short: "h" },
+};
+
+/** `--cosine A B` takes two values, which node:util's parseArgs cannot express: take them out first. */
+export function extractCosinePairs(argv: readonly string[]): { rest: string[]; pairs: [string, string][] } {
+  const rest: string[] = [];
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--cosine") {
+      const x = argv[i + 1], y = argv[i + 2];
+      if (x === undefined || y === undefined || x.startsWith("--") || y.startsWith("--")) throw new UsageError("--cosine needs two vector files: --cosine A.safetensors[:ROW] B.safetensors[:ROW]");
+      pairs.push([x, y]);
+      i += 2;
+    } else if (a.startsWith("--cosine=")) {
+      throw new UsageError("--cosine takes two values separated by a space: --cosine A.safetensors B.safetensors");
+    } else rest.push(a);
+  }
+  return { rest, pairs };
+}
+
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** `FILE[:LABEL]`: the whole argument if it names a file, else the shortest prefix before a colon that does. */
+export function splitSpectrumArg(arg: string): { file: string; label: string | undefined } {
+  if (isFile(arg)) return { file: arg, label: undefined };
+  for (let i = arg.indexOf(":"); i >= 0; i = arg.indexOf(":", i + 1)) {
+    if (i > 0 && isFile(arg.slice(0, i))) return { file: arg.slice(0, i), label: arg.slice(i + 1) || undefined };
+  }
+  const guess = arg.includes(":") && !/^[A-Za-z]:[\\/]/.test(arg) ? arg.slice(0, arg.indexOf(":")) : arg;
+  throw new VectorFileError(`--spectrum ${arg}: file ${guess} does not exist`);
+}
+
+function readVectorFile(file: string, flag: string): VectorSet {
+  if (!existsSync(file)) throw new VectorFileError(`${flag} ${file}: file does not exist`);
+  if (!isFile(file)) throw new VectorFileError(`${flag} ${file}: not a file`);
+  let r;
+  try {
+    r = openSafetensorsFile(file);
+  } catch (e) {
+    throw new VectorFileError(`${flag} ${file}: not a jacsteer vector file (${(e as Error).message.replace(`${file}: `, "")})`);
+  }
+  try {
+    return decodeVectorFile(r, file);
+  } catch (e) {
+    throw new VectorFileError(`${flag} ${(e as Error).message}`);
+  } finally {
+    r.close?.();
+  }
+}
+
+function selection(arg: string, flag: string): VectorSetSelection {
+  const { file, row } = parseVectorRef(arg);
+  // A file whose own name ends in ":N" is taken whole.
+  const [f, r] = row !== null && !isFile(file) && isFile(arg) ? [arg, null] : [file, row];
+  const set = readVectorFile(f, flag);
+  if (r !== null && r >= set.vectors.length) throw new VectorFileError(`${flag} ${arg}: row ${r} out of range (the file has ${set.vectors.length} vectors)`);
+  return { name: arg, file: f, rows: r === null ? set.vectors.map((_, i) => i) : [r], set };
+}
+
+function readAb(file: string): AbInput {
+  if (!existsSync(file)) throw new UsageError(`--ab ${file}: file does not exist`);
+  let content: string;
+  try {
+    content = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`--ab ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return parseAbResult(content, file, "--ab");
+}
+
+function version(): string {
+  try {
+    return String(JSON.parse(readFileSync(resolve(packageRoot(), "package.json"), "utf8")).version ?? "unknown");
+  } catch {
+    return "unknown";
+  }
+}
+
+function checkHtmlOut(out: string | undefined): string {
+  if (out === undefined) throw new UsageError("--out FILE.html is required");
+  if (!/\.html?$/i.test(out)) throw new UsageError(`--out ${out}: the file name must end in .html`);
+  const dir = dirname(resolve(out));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${out}: directory ${dir} does not exist`);
+  return out;
+}
+
+/** Quote an argument for the command line shown in the report. */
+const shellQuote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+
+export async function report(argv: string[]): Promise<number> {
+  const { rest, pairs } = extractCosinePairs(argv);
+  const f = parseFlags(rest, OPTIONS);
+  if (f.help) {
+    process.stdout.write(REPORT_HELP);
+    return 0;
+  }
+  const out = checkHtmlOut(f.out as string | undefined);
+  const spectrumArgs = stringList(f, "spectrum");
+  const abArgs = stringList(f, "ab");
+  if (!spectrumArgs.length && !pairs.length && !abArgs.length) throw new UsageError("nothing to report: give --spectrum FILE, --cosine A B or --ab FILE.json");
+  if (f["log-spectrum"] && !spectrumArgs.length) throw new UsageError("--log-spectrum needs --spectrum");
+  if (f.signed && !pairs.length) throw new UsageError("--signed needs --cosine");
+
+  const spectra: SpectrumInput[] = spectrumArgs.map((arg) => {
+    const { file, label } = splitSpectrumArg(arg);
+    const set = readVectorFile(file, "--spectrum");
+    if (!set.singularValues) throw new VectorFileError(`--spectrum ${file}: no singular_values tensor (method ${set.metadata.method || "unknown"}): only power-iter results have a spectrum`);
+    return { file, label: label ?? spectrumLabel(file, set.metadata), set };
+  });
+  const cosines: CosinePair[] = pairs.map(([a, b]) => ({ a: selection(a, "--cosine A"), b: selection(b, "--cosine B") }));
+  const ab = abArgs.map(readAb);
+
+  const { html, figures, notes } = renderReport({
+    title: (f.title as string | undefined) ?? "jacsteer report",
+    version: version(),
+    generatedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    command: ["jacsteer", "report", ...argv].map(shellQuote).join(" "),
+    spectra,
+    logSpectrum: !!f["log-spectrum"],
+    cosines,
+    signed: !!f.signed,
+    ab,
+  });
+  writeFileAtomic(out, html);
+  for (const n of notes) log(`jacsteer: note: ${n}`);
+  log(`jacsteer: wrote ${out} (${figures} figure(s), ${html.length} bytes)`);
+  return 0;
 }

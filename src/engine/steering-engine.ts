@@ -139,6 +139,23 @@ export class SteeringEngine {
     opts: SteeringEngineOptions = {},
   ): Promise<SteeringEngine> {
     validateEngineSite(config, prompts, site);
+    const start = rt.heap.mark();
+    try {
+      return await SteeringEngine.build(rt, config, source, prompts, site, opts);
+    } catch (e) {
+      rt.heap.release(start); // a failed load (bad tensor, out of memory) leaves the heap as it was
+      throw e;
+    }
+  }
+
+  private static async build(
+    rt: Runtime,
+    config: Qwen3Config,
+    source: TensorSource,
+    prompts: readonly (readonly number[])[],
+    site: SteeringSite,
+    opts: SteeringEngineOptions,
+  ): Promise<SteeringEngine> {
     const gemm = opts.gemm ?? new SerialGemm(rt);
     const log = opts.log ?? (() => {});
     const dims = layerDims(config);
@@ -219,7 +236,7 @@ export class SteeringEngine {
   }
 
   /** J v for each v in V: prompts' parts concatenated (length outputDim each). */
-  applyJ(V: readonly ArrayLike<number>[]): Promise<Float32Array[]> {
+  async applyJ(V: readonly ArrayLike<number>[]): Promise<Float32Array[]> {
     this.checkBlock(V, this.inputDim, "applyJ");
     return this.exclusive(async () => {
       const b = this.batch(V.length);
@@ -230,7 +247,7 @@ export class SteeringEngine {
   }
 
   /** J^T u for each u in U (length outputDim each; the prompts' parts summed). */
-  applyJt(U: readonly ArrayLike<number>[]): Promise<Float64Array[]> {
+  async applyJt(U: readonly ArrayLike<number>[]): Promise<Float64Array[]> {
     this.checkBlock(U, this.outputDim, "applyJt");
     return this.exclusive(async () => {
       const b = this.batch(U.length);
@@ -241,7 +258,7 @@ export class SteeringEngine {
   }
 
   /** J^T J v for each v in V, summed over prompts. */
-  normalProducts(V: readonly ArrayLike<number>[]): Promise<Float64Array[]> {
+  async normalProducts(V: readonly ArrayLike<number>[]): Promise<Float64Array[]> {
     this.checkBlock(V, this.inputDim, "normalProducts");
     return this.exclusive(async () => {
       const b = this.batch(V.length);

@@ -61,6 +61,8 @@ export async function createParallelGemm(rt: Runtime, threads: number, opts: Thr
 
 export class PiscinaGemm implements ParallelGemm {
   private closed = false;
+  /** Work units the workers ran (the rest ran on the calling thread): to check that they take part. */
+  workerUnits = 0;
   /** The next unit of the current dispatch, shared with the workers (workers/gemm-worker.ts). */
   private readonly counter: Int32Array;
 
@@ -141,7 +143,9 @@ export class PiscinaGemm implements ParallelGemm {
         throw e;
       });
     }
-    return Promise.all(pending).then(() => undefined);
+    return Promise.all(pending).then((done) => {
+      for (const d of done) this.workerUnits += d as number;
+    });
   }
 
   async close(): Promise<void> {

@@ -4,11 +4,14 @@
 // lengths, S = T, a point sv0 != 0, weighted position lists); the adjoint identity; and results
 // bitwise identical for 1, 2 and 3 threads (worker threads need `npm run build` for dist/workers).
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SteeringJacobian, type SteeringSite } from "../../src/jacobian/steering-jacobian.js";
 import { SteeringEngine } from "../../src/engine/steering-engine.js";
 import { createParallelGemm, defaultWorkerFile } from "../../src/node/thread-pool.js";
 import { dot } from "../../src/linalg/dense.js";
+import type { RowReadableTensorSource, TensorSource } from "../../src/model/weights.js";
+import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import { SMALL_SHAPE, writeTempCheckpoint, type TempCheckpoint } from "../helpers/checkpoints.js";
 import { loadTestModel, maxRelErr } from "../helpers/model.js";
 import { randn, rng } from "../helpers/random.js";
@@ -178,5 +181,66 @@ describe("threads", () => {
       expect(a).toEqual(ref);
       expect(b).toEqual(ref.slice(0, 2));
     });
+  });
+});
+
+describe("loading", async () => {
+  const ck = writeTempCheckpoint(SMALL_SHAPE, { seed: 12, dtype: "BF16" });
+  cleanup.push(ck);
+  const { rt, ckpt } = await loadTestModel(ck.dir, { head: false });
+  const prompts = [[1, 2, 3, 4, 5], [6, 7, 8]];
+  const site = { sourceLayer: 0, targetLayer: 1, positions: 2 };
+
+  it("reads only the prompts' embedding rows when the source can, with the same results", async () => {
+    const reader = openSafetensorsFile(join(ck.dir, "model.safetensors"));
+    const wholeReads: string[] = [];
+    const rowReads: number[] = [];
+    const rowSource: RowReadableTensorSource = {
+      ...ckpt.tensors,
+      readF32: (name, dst) => {
+        wholeReads.push(name);
+        ckpt.tensors.readF32(name, dst);
+      },
+      readRowsF32: (name, row0, rows, dst) => {
+        rowReads.push(row0);
+        reader.readRowsF32(name, row0, rows, dst);
+      },
+    };
+    const a = await SteeringEngine.create(rt, ckpt.config, rowSource, prompts, site);
+    const b = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, site);
+    engines.push(a, b);
+    reader.close();
+    expect(wholeReads).not.toContain("model.embed_tokens.weight");
+    expect(rowReads.sort((x, y) => x - y)).toEqual(prompts.flat().sort((x, y) => x - y));
+    const V = block(10, 2, ckpt.config.hiddenSize);
+    expect(await a.normalProducts(V)).toEqual(await b.normalProducts(V));
+  });
+
+  it("rejects bad sites, prompts and vectors with messages naming the flag", async () => {
+    const bad = (p: number[][], s: SteeringSite) => SteeringEngine.create(rt, ckpt.config, ckpt.tensors, p, s);
+    await expect(bad(prompts, { ...site, sourceLayer: 1, targetLayer: 0 })).rejects.toThrow(/--source-layer 1 is after --target-layer 0/);
+    await expect(bad(prompts, { ...site, targetLayer: 2 })).rejects.toThrow(/--target-layer 2 is out of range/);
+    await expect(bad(prompts, { ...site, positions: 4 })).rejects.toThrow(/--positions 4 needs at least 4 tokens, but prompt 2 has 3/);
+    await expect(bad([[1, 2, 99]], site)).rejects.toThrow(/prompt 1: token id 99 is outside the vocabulary/);
+    await expect(bad(prompts, { ...site, at: new Float32Array(3) })).rejects.toThrow(/--at vector has length 3/);
+    await expect(bad([], site)).rejects.toThrow(/no prompt given/);
+    const used = rt.heap.usedBytes;
+    const e = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, site);
+    engines.push(e);
+    expect(rt.heap.usedBytes).toBeGreaterThan(used);
+    await expect(e.applyJ([new Float32Array(5)])).rejects.toThrow(/vector 0 has length 5, expected 32/);
+  });
+
+  it("a failed load leaves the heap as it was", async () => {
+    const broken: TensorSource = {
+      ...ckpt.tensors,
+      readF32: (name, dst) => {
+        ckpt.tensors.readF32(name, dst);
+        if (name === "model.layers.1.mlp.up_proj.weight") dst[7] = NaN;
+      },
+    };
+    const used = rt.heap.usedBytes;
+    await expect(SteeringEngine.create(rt, ckpt.config, broken, prompts, site)).rejects.toThrow(/model.layers.1.mlp.up_proj.weight.*non-finite value \(NaN\) at flat index 7/);
+    expect(rt.heap.usedBytes).toBe(used);
   });
 });

@@ -115,6 +115,12 @@ describe("SerialGemm and the Piscina pool", async () => {
         await g.run(s.jobs);
         expect(s.read()).toEqual(want);
       }
+      // The workers take part once a dispatch outlasts their wake-up (units of ~0.1 ms here).
+      const M = 64, K = 512, N = 512;
+      const big: GemmJob = { a: rt.heap.allocF32(M * K), packed: packBt(rt, rt.heap.allocF32(N * K), N, K), c: rt.heap.allocF32(M * N), m: M };
+      const before = (g as PiscinaGemm).workerUnits;
+      for (let rep = 0; rep < 10; rep++) await g.run([big]);
+      expect((g as PiscinaGemm).workerUnits).toBeGreaterThan(before);
       await g.close();
       await g.close(); // idempotent
       expect(() => g.run(s.jobs)).toThrow(/closed/);

@@ -145,6 +145,11 @@ describe("block Lanczos on an explicit J^T J", () => {
     expect(res.products).toBe(n);
     expect(res.converged).toBe(true);
     checkAgainstExact(res, 1e-12);
+    // More guesses than the block size: the first block holds them all.
+    const block = recordingBlockOperator(A);
+    const small = blockLanczos(block, { numVectors: n, tol: 1e-10, seed: 12, blockSize: 2, init: exact.right.slice(0, n) });
+    expect(block.blocks).toEqual([n]);
+    checkAgainstExact(small, 1e-12);
   });
 
   it("stops unconverged at maxProducts, with honest residuals", () => {
