@@ -178,9 +178,12 @@ export function linePlot(o: LinePlotOptions): PlotResult {
   const plotWidth = width - left - right;
   const top = title + 10;
   // An index axis gets half a step of room at each end so end markers are not cut by the frame.
-  const xPad = o.integerX ? 0.5 : 0;
+  // A little room inside the frame at each end, so that markers and error bars at the first or last
+  // tick are not drawn over by the frame: half a step on an index axis, 2.5% of the span otherwise.
+  const xPad = o.integerX ? 0.5 : 0.025 * (xt.domain[1] - xt.domain[0]);
   const x = linearScale([xt.domain[0] - xPad, xt.domain[1] + xPad], [left, left + plotWidth]);
-  const y = (o.logY ? logScale : linearScale)(yt.domain, [top + plotHeight, top]);
+  const yPad = o.logY ? 0 : 0.025 * (yt.domain[1] - yt.domain[0]);
+  const y = (o.logY ? logScale : linearScale)([yt.domain[0] - yPad, yt.domain[1] + yPad], [top + plotHeight, top]);
   const bottomAxis = top + plotHeight + 8 + FONT.tick + 6 + FONT.axis + 8;
   const legendEntries: LegendEntry[] = series.map((s) => ({ label: s.label, color: s.color, marker: s.marker, dash: s.dash, line: s.line && s.points.length > 1 }));
   for (const h of o.hLines ?? []) legendEntries.push({ label: h.label, color: h.color ?? "#666666", marker: "none", dash: h.dash ?? "5 4", line: true });

@@ -179,12 +179,13 @@ function spectraSection(input: ReportInput, notes: string[]): { html: string; fi
   });
   if (plot.dropped) notes.push(`Singular spectra: ${plot.dropped} value(s) left out (not finite${input.logSpectrum ? ", or not positive on the log scale" : ""}).`);
   const n = Math.max(...spectra.map((s) => s.set.singularValues!.length));
-  const head = ["i", ...spectra.flatMap((s) => [`σ ${s.label}`, `residual ${s.label}`])];
+  // Runs are numbered in the table headers (labels can be long); the key comes above the table.
+  const head = ["i", ...spectra.flatMap((_, k) => [`σ (${k + 1})`, `residual (${k + 1})`])];
   const rows = Array.from({ length: n }, (_, i) => [String(i), ...spectra.flatMap((s) => [formatNumber(s.set.singularValues![i], 6), formatNumber(s.set.residuals?.[i])])]);
   const unconverged = spectra.filter((s) => s.set.metadata.converged === "false").map((s) => s.label);
   let html = `<section id="spectra"><h2>Singular spectra</h2>`;
   html += figure(plot.svg, `σ<sub>i</sub> = ‖J v<sub>i</sub>‖ of each run, in descending order. Residuals ‖JᵀJ v − σ² v‖ certify convergence of each pair.${unconverged.length ? ` <strong>Not converged:</strong> ${esc(unconverged.join(", "))}.` : ""}`);
-  html += table(head, rows, (c) => c > 0);
+  html += runKey(spectra) + table(head, rows, (c) => c > 0);
   let figures = 1;
   if (spectra.length === 2) {
     const cmp = spectrumComparison(spectra[0], spectra[1], notes);
@@ -289,7 +290,7 @@ function spectrumComparison(a: SpectrumInput, b: SpectrumInput, notes: string[])
     html += `<p class="note">${esc(msg)}</p>`;
   }
   html += `<div class="side-by-side">${figure(relPlot.svg, `Relative change of σ<sub>i</sub> from “${esc(a.label)}” to “${esc(b.label)}”; positive: σ<sub>i</sub> grows at the second point.`)}${anglePlotSvg ? figure(anglePlotSvg, "0°: the top-k subspace is unchanged; 90°: some direction of it became orthogonal to the old one. Nearly equal σ's may swap their vectors without moving the subspace they span.") : ""}</div>`;
-  const head = ["i", `σ ${a.label}`, `σ ${b.label}`, "Δσ/σ [%]", ...(sameSpace ? ["|cos(vᵢ, vᵢ′)|", "principal angle θᵢ [°]"] : [])];
+  const head = ["i", "σ (1)", "σ (2)", "Δσ/σ [%]", ...(sameSpace ? ["|cos(vᵢ, vᵢ′)|", "principal angle θᵢ [°]"] : [])];
   const rows = Array.from({ length: n }, (_, i) => [
     String(i),
     formatNumber(sa[i], 6),
@@ -297,9 +298,14 @@ function spectrumComparison(a: SpectrumInput, b: SpectrumInput, notes: string[])
     formatNumber(rel[i], 3),
     ...(sameSpace ? [formatNumber(pairCos[i], 4), i < angles.length ? fmtDeg(angles[i]) : "–"] : []),
   ]);
-  html += table(head, rows, (c) => c > 0);
+  html += runKey([a, b]) + table(head, rows, (c) => c > 0);
   if (sameSpace) html += `<p>Principal angles θ between span(v<sub>0</sub> … v<sub>${n - 1}</sub>) at the two points, ascending: the columns are the angles, not per-vector values.</p>`;
   return { html, figures };
+}
+
+/** "(1) label — file; (2) ...": the key to numbered table columns. */
+function runKey(spectra: SpectrumInput[]): string {
+  return `<p class="key">${spectra.map((s, k) => `(${k + 1}) ${esc(s.label)} — <code>${esc(s.file)}</code>`).join("; ")}</p>`;
 }
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -422,6 +428,7 @@ figure{margin:12px 0 18px}
 figcaption{font-size:13.5px;color:#444;max-width:900px;margin-top:4px}
 svg{max-width:100%;height:auto;display:block}
 code{font-family:"DejaVu Sans Mono",monospace;font-size:13px;background:#f3f3f3;padding:1px 4px;overflow-wrap:anywhere}
+.key{font-size:13.5px;margin:8px 0 0}
 .note{background:#fff6e0;border-left:4px solid #E69F00;padding:6px 10px}
 .side-by-side{display:flex;flex-wrap:wrap;gap:8px}
 .side-by-side figure{flex:0 1 ${HALF_WIDTH}px;margin:12px 0}

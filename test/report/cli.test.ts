@@ -77,7 +77,7 @@ describe("jacsteer report", () => {
       expect(Number(table[i][2])).toBeCloseTo(m.abs_cos, 3);
     });
     const angles = JSON.parse(cmp.stdout).principal_angles_deg as number[];
-    const shown = /Principal angles between span\(A\)[^:]*: ([^.]*\d)\./.exec(html)![1].split(", ").map(Number);
+    const shown = /Principal angles between span\(A\)[^:]*: ([\d., ]*\d)\.<\/p>/.exec(html)![1].split(", ").map(Number);
     shown.forEach((a, i) => expect(a).toBeCloseTo(angles[i], 1));
 
     // The A/B summary's fitted slope and R^2 are in the legend, as eval-ab computed them.

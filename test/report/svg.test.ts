@@ -202,9 +202,10 @@ describe("linePlot", () => {
     const frame = /<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)" fill="none" stroke="#444444"\/>/.exec(svg)!;
     const [fx, fy, fw, fh] = frame.slice(1).map(Number);
     expect(fh).toBe(300);
-    // x: indices 0..3 with half a step of room on each side; y: ticks 0..8 (nice step 2).
+    // x: indices 0..3 with half a step of room on each side; y: ticks 0..8 (nice step 2) and 2.5% of
+    // the span (0.2) of room above and below.
     const expectX = (i: number) => fx + ((i + 0.5) / 4) * fw;
-    const expectY = (v: number) => fy + fh - (v / 8) * fh;
+    const expectY = (v: number) => fy + fh - ((v + 0.2) / 8.4) * fh;
     const circles = [...svg.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)"/g)].map((m) => [Number(m[1]), Number(m[2])]);
     // four markers of the first series (circles) plus the legend's
     expect(circles.length).toBe(5);
