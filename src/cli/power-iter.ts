@@ -1,12 +1,25 @@
 // `jacsteer power-iter`: top right singular vectors of the steering Jacobian (CONTRACT.md sections 1-3).
 import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { checkOutPath, defaultLayers, loadModel, log, readVectorArg, readVectorsArg, resolvePrompts, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
+import { checkOutPath, defaultLayers, defaultModelDir, log, readVectorArg, readVectorsArg, resolvePrompts, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { parseVectorRef, encodeVectorFile } from "../io/vector-file.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { SteeringJacobian, type ProductMethod } from "../jacobian/steering-jacobian.js";
 import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
-import { blockPowerIteration } from "../solvers/block-power.js";
+import { blockPowerIterationAsync } from "../solvers/block-power.js";
+import { blockLanczosAsync } from "../solvers/block-lanczos.js";
+import type { BlockOperator, Progress, SolveResult } from "../solvers/common.js";
+import { SteeringEngine } from "../engine/steering-engine.js";
+import { createParallelGemm } from "../node/thread-pool.js";
+import { createNodeRuntime } from "../node/runtime.js";
+import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
+import { AutodiffContext } from "../autodiff/tensor.js";
+import { loadQwen3Weights } from "../model/weights.js";
+import { Qwen3Model } from "../model/qwen3.js";
+import type { Runtime } from "../runtime/runtime.js";
+import type { Positions } from "../jacobian/positions.js";
+import type { VectorSet } from "../io/vector-file.js";
+import type { VerifyOptions } from "../verify/verify.js";
 import { cpus } from "node:os";
 import { createHash } from "node:crypto";
 import { modelConfigKey, svBytes } from "../io/run-identity.js";
@@ -26,9 +39,15 @@ export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(l
   --position-weights W,... one weight per selected position: the target rows are multiplied by them,
                            so J^T J weights each position by its weight squared
   --num-vectors N          how many singular vectors (default 8)
-  --method M               jvp (default: forward-mode J v, then one VJP) | double-vjp (the seed's trick)
-  --max-iters I            power iterations at most (default 100)
-  --tol E                  stop when the subspace moves less than E (sine of largest angle; default 1e-5)
+  --method M               how J^T J v is formed and which solver runs:
+                             lanczos     block Lanczos (Krylov) on the batched engine (default: fewest products)
+                             power       block power iteration on the batched engine
+                             jvp         block power iteration, autodiff: forward-mode J v, then one VJP
+                             double-vjp  block power iteration, autodiff: the seed's double VJP, verbatim
+                           lanczos and power use --threads; jvp and double-vjp are the single-thread reference
+  --max-iters I            block applications at most (default 100 for power iteration, unlimited for lanczos)
+  --tol E                  lanczos: stop when every ||J^T J v - sigma^2 v|| <= E * sigma_1^2 (default 1e-5);
+                           power iteration: when the subspace moves less than E (sine of largest angle; default 1e-5)
   --seed N                 random start (default 0)
   --at FILE[:ROW]          evaluate J at sv0 = A * vector; --at-scale A (default 1)
   --init FILE[:ROW]        initial guess: one row, or all rows of FILE
@@ -60,7 +79,8 @@ const OPTIONS: Options = {
   help: { type: "boolean", short: "h" },
 };
 
-const METHODS: ProductMethod[] = ["jvp", "double-vjp"];
+const METHODS = ["lanczos", "power", "jvp", "double-vjp"] as const;
+type Method = (typeof METHODS)[number];
 
 export async function powerIter(argv: string[]): Promise<number> {
   const f = parseFlags(argv, OPTIONS);
@@ -68,14 +88,15 @@ export async function powerIter(argv: string[]): Promise<number> {
     process.stdout.write(POWER_ITER_HELP);
     return 0;
   }
-  const method = (f.method as string | undefined) ?? "jvp";
-  if (!METHODS.includes(method as ProductMethod)) throw new UsageError(`--method ${method}: expected one of ${METHODS.join(", ")}`);
+  const method = ((f.method as string | undefined) ?? "lanczos") as Method;
+  if (!METHODS.includes(method)) throw new UsageError(`--method ${method}: expected one of ${METHODS.join(", ")}`);
+  const batched = method === "lanczos" || method === "power";
   const K = positionsFromFlags(
     { positions: f.positions as string | undefined, positionList: f["position-list"] as string | undefined, positionWeights: f["position-weights"] as string | undefined, allPositions: !!f["all-positions"] },
     4,
   );
   const n = intFlag(f, "num-vectors", 8, 1)!;
-  const maxIters = intFlag(f, "max-iters", 100, 1)!;
+  const maxIters = intFlag(f, "max-iters", method === "lanczos" ? undefined : 100, 1);
   const tol = numberFlag(f, "tol", 1e-5)!;
   if (tol < 0) throw new UsageError(`--tol ${tol}: must not be negative`);
   const seed = intFlag(f, "seed", 0, 0)!;
@@ -87,58 +108,108 @@ export async function powerIter(argv: string[]): Promise<number> {
   const reference = f["verify-against"] === undefined ? undefined : readVectorSet(f["verify-against"] as string, "--verify-against");
 
   const started = performance.now();
-  // Peek at the config first: the default layers and the layers to load depend on it.
-  const { openCheckpoint } = await import("../node/checkpoint.js");
-  const peek = openCheckpoint((f.model as string | undefined) ?? (await import("./session.js")).defaultModelDir());
-  const L = peek.config.numLayers;
-  peek.close();
-  const defaults = defaultLayers(L);
-  const S = intFlag(f, "source-layer", defaults.source)!;
-  const T = intFlag(f, "target-layer", defaults.target)!;
-  if (f["source-layer"] === undefined || f["target-layer"] === undefined) {
-    log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
-  }
-  if (S < 0 || S >= L) throw new UsageError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
-  if (T < 0 || T >= L) throw new UsageError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
-  if (S > T) throw new UsageError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
+  const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
+  try {
+    const L = ckpt.config.numLayers;
+    const defaults = defaultLayers(L);
+    const S = intFlag(f, "source-layer", defaults.source)!;
+    const T = intFlag(f, "target-layer", defaults.target)!;
+    if (f["source-layer"] === undefined || f["target-layer"] === undefined) {
+      log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
+    }
+    if (S < 0 || S >= L) throw new UsageError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
+    if (T < 0 || T >= L) throw new UsageError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
+    if (S > T) throw new UsageError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
+    const d = ckpt.config.hiddenSize;
+    if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}`);
+    const prompts = await resolvePrompts(promptFlags(f), ckpt);
+    let at: Float32Array | undefined;
+    if (f.at !== undefined) {
+      const { vector } = readVectorArg(f.at as string, "--at", d);
+      at = vector.map((x) => x * atScale);
+    }
+    let init: Float64Array[] | undefined;
+    if (f.init !== undefined) {
+      const ref = parseVectorRef(f.init as string);
+      init = ref.row === null ? readVectorsArg(ref.file, "--init").map((v) => Float64Array.from(v)) : [Float64Array.from(readVectorArg(f.init as string, "--init", d).vector)];
+      if (init.some((v) => v.length !== d)) throw new UsageError(`--init ${f.init}: vectors have length ${init[0].length}, the model's hidden size is ${d}`);
+      init = init.slice(0, n);
+    }
+    const site = { sourceLayer: S, targetLayer: T, positions: K, at };
+    const usedThreads = batched ? threads : 1;
+    log(
+      `jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} ${typeof K === "number" ? `K=${K}` : `positions ${describePositions(K)}${describePositionWeights(K) ? ` weights ${describePositionWeights(K)}` : ""}`}; ` +
+        `${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; method ${method}; threads ${usedThreads}` +
+        (batched ? "" : threads > 1 ? ` (the ${method} reference path is single-threaded)` : ""),
+    );
 
-  // Only layers 0..T are ever read or run.
-  const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { layers: T + 1 });
-  const d = model.config.hiddenSize;
-  if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}`);
-  const prompts = await resolvePrompts(
-    promptFlags(f),
-    ckpt,
-  );
-  let at: Float32Array | undefined;
-  if (f.at !== undefined) {
-    const { vector } = readVectorArg(f.at as string, "--at", d);
-    at = vector.map((x) => x * atScale);
+    // The operator A = J^T J on a block of vectors: the batched engine, or the autodiff reference.
+    const rt = await createNodeRuntime();
+    let engine: SteeringEngine | undefined;
+    let op: BlockOperator;
+    if (batched) {
+      const gemm = await createParallelGemm(rt, threads);
+      try {
+        engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, site, { gemm, log });
+      } catch (e) {
+        await gemm.close();
+        throw e;
+      }
+      const e = engine;
+      op = { dim: d, applyBlock: (V) => e.normalProducts(V) };
+    } else {
+      const ctx = new AutodiffContext(rt);
+      const weights = ctx.noGrad(() => loadQwen3Weights(ctx, ckpt.config, ckpt.tensors, { layers: T + 1 }));
+      const J = new SteeringJacobian(new Qwen3Model(ctx, ckpt.config, weights), prompts, site);
+      op = { dim: d, applyBlock: (V) => V.map((v) => Float64Array.from(J.normalProduct(Float32Array.from(v), method as ProductMethod))) };
+    }
+    const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(5)).join(" ");
+    const onProgress = (p: Progress) =>
+      log(
+        `iter ${p.iteration}: sigma ${fmt(p.sigmas)} | residual max ${Math.max(...p.residuals).toExponential(2)}` +
+          (p.relativeResiduals ? ` (${Math.max(...p.relativeResiduals).toExponential(2)} of sigma_1^2)` : "") +
+          (method === "lanczos" ? "" : ` | subspace change ${p.subspaceChange.toExponential(2)}`) +
+          (p.products !== undefined ? ` | ${p.products} products` : ""),
+      );
+    let result: SolveResult;
+    try {
+      result =
+        method === "lanczos"
+          ? await blockLanczosAsync(op, { numVectors: n, tol, seed, init, onProgress, maxIters })
+          : await blockPowerIterationAsync(op, { numVectors: n, maxIters: maxIters!, tol, seed, init, onProgress });
+    } finally {
+      await engine?.close();
+    }
+    return finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts });
+  } finally {
+    ckpt.close();
   }
-  let init: Float64Array[] | undefined;
-  if (f.init !== undefined) {
-    const ref = parseVectorRef(f.init as string);
-    init = ref.row === null ? readVectorsArg(ref.file, "--init").map((v) => Float64Array.from(v)) : [Float64Array.from(readVectorArg(f.init as string, "--init", d).vector)];
-    if (init.some((v) => v.length !== d)) throw new UsageError(`--init ${f.init}: vectors have length ${init[0].length}, the model's hidden size is ${d}`);
-    init = init.slice(0, n);
-  }
+}
 
-  log(`jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} ${typeof K === "number" ? `K=${K}` : `positions ${describePositions(K)}${describePositionWeights(K) ? ` weights ${describePositionWeights(K)}` : ""}`}; ${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; method ${method}; kernels ${rt.build}; threads 1 of ${threads} requested (the threaded path is not built yet)`);
-  const J = new SteeringJacobian(model, prompts, { sourceLayer: S, targetLayer: T, positions: K, at });
-  const result = blockPowerIteration(
-    { dim: d, apply: (v) => Float64Array.from(J.normalProduct(Float32Array.from(v), method as ProductMethod)) },
-    {
-      numVectors: n,
-      maxIters,
-      tol,
-      seed,
-      init,
-      onProgress: (p) => {
-        const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(5)).join(" ");
-        log(`iter ${p.iteration}: sigma ${fmt(p.sigmas)} | residual max ${Math.max(...p.residuals).toExponential(2)} | subspace change ${p.subspaceChange.toExponential(2)}`);
-      },
-    },
-  );
+interface Finish {
+  f: Record<string, unknown>;
+  result: SolveResult;
+  ckpt: Checkpoint;
+  rt: Runtime;
+  method: Method;
+  S: number;
+  T: number;
+  K: Positions;
+  n: number;
+  seed: number;
+  tol: number;
+  maxIters: number | undefined;
+  atScale: number;
+  at: Float32Array | undefined;
+  prompts: number[][];
+  started: number;
+  usedThreads: number;
+  reference: VectorSet | undefined;
+  verifyOpts: VerifyOptions;
+}
+
+/** Write the vector file, print the summary, verify against a reference if asked. */
+function finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts }: Finish): number {
   const seconds = (performance.now() - started) / 1000;
 
   const atBytes = svBytes(at);
@@ -146,7 +217,7 @@ export async function powerIter(argv: string[]): Promise<number> {
       method: `power-iter/${method}`,
       model: ckpt.name,
       model_path: ckpt.dir,
-      model_config: modelConfigKey(model.config),
+      model_config: modelConfigKey(ckpt.config),
       at_sha256: atBytes ? createHash("sha256").update(atBytes).digest("hex") : "",
       source_layer: String(S),
       target_layer: String(T),
@@ -163,12 +234,15 @@ export async function powerIter(argv: string[]): Promise<number> {
       products: String(result.products),
       converged: String(result.converged),
       tol: String(tol),
-      max_iters: String(maxIters),
+      max_iters: maxIters === undefined ? "" : String(maxIters),
+      threads: String(usedThreads),
       dtype: "float32",
       implementation: "jacsteer",
       kernels: rt.build,
   };
   const vectorSet = { vectors: result.vectors.map((v) => Float32Array.from(v)), singularValues: result.singularValues, residuals: result.residuals, metadata };
+  // The residual certificate relative to sigma_1^2, per vector.
+  const relative = result.relativeResiduals;
   if (f.out !== undefined) {
     writeFileAtomic(f.out as string, encodeVectorFile(vectorSet));
     log(`jacsteer: wrote ${f.out}`);
@@ -179,6 +253,7 @@ export async function powerIter(argv: string[]): Promise<number> {
     const summary = {
       singular_values: result.singularValues,
       residuals: result.residuals,
+      relative_residuals: relative,
       iterations: result.iterations,
       products: result.products,
       converged: result.converged,
@@ -191,18 +266,18 @@ export async function powerIter(argv: string[]): Promise<number> {
       position_weights: describePositionWeights(K) || null,
       model: ckpt.name,
       kernels: rt.build,
+      threads: usedThreads,
       peak_wasm_bytes: rt.heap.peakBytes,
       out: f.out ?? null,
       verify: verification ?? null,
     };
     process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
   } else {
-    const lines = [`  i  sigma          residual ||J^T J v - sigma^2 v||`];
-    result.singularValues.forEach((s, i) => lines.push(`${String(i).padStart(3)}  ${s.toPrecision(8).padEnd(13)}  ${result.residuals[i].toExponential(3)}`));
-    lines.push(`${result.converged ? "converged" : "NOT converged (raise --max-iters or --tol)"} after ${result.iterations} iterations, ${result.products} J^T J v products, ${seconds.toFixed(2)} s`);
+    const lines = [`  i  sigma          residual ||J^T J v - sigma^2 v||   / sigma_1^2`];
+    result.singularValues.forEach((s, i) => lines.push(`${String(i).padStart(3)}  ${s.toPrecision(8).padEnd(13)}  ${result.residuals[i].toExponential(3).padEnd(27)}  ${relative[i].toExponential(2)}`));
+    lines.push(`${result.converged ? "converged" : "NOT converged (raise --max-iters or --tol)"} after ${result.iterations} iterations, ${result.products} J^T J v products, ${seconds.toFixed(2)} s (method ${method}, ${usedThreads} thread${usedThreads > 1 ? "s" : ""})`);
     process.stdout.write(lines.join("\n") + "\n");
   }
-  ckpt.close();
   if (verification) {
     if (!f.json) process.stdout.write(`\nverification against ${f["verify-against"]}:\n`);
     const code = f.json ? (verification.verdict === "PASS" ? 0 : 1) : emitReport(verification, false);

@@ -21,7 +21,7 @@
 import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
 import { InputError } from "../model/qwen3.js";
-import type { TensorSource } from "../model/weights.js";
+import { checkWeightBudget, type TensorSource } from "../model/weights.js";
 import { ropeTables } from "../kernels/rope.js";
 import type { SteeringSite } from "../jacobian/steering-jacobian.js";
 import { checkPositions, resolvePositions, type ResolvedPositions } from "../jacobian/positions.js";
@@ -29,6 +29,7 @@ import {
   allocLayerMatrices,
   loadLayerNorms,
   maxProjectionFloats,
+  packedLayerFloats,
   packLayerMatrices,
   readEmbeddingRows,
   type EngineLayer,
@@ -139,6 +140,12 @@ export class SteeringEngine {
     opts: SteeringEngineOptions = {},
   ): Promise<SteeringEngine> {
     validateEngineSite(config, prompts, site);
+    // Layers S+1..T are kept packed both ways; one layer's raw and packed copies serve the prefix.
+    const kept = site.targetLayer - site.sourceLayer;
+    checkWeightBudget(
+      kept * (packedLayerFloats(config, false) + packedLayerFloats(config, true)) + packedLayerFloats(config, false) + maxProjectionFloats(config),
+      `the packed layers ${site.sourceLayer + 1}..${site.targetLayer}`,
+    );
     const start = rt.heap.mark();
     try {
       return await SteeringEngine.build(rt, config, source, prompts, site, opts);

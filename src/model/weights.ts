@@ -28,6 +28,19 @@ export function canReadRows(src: TensorSource): src is RowReadableTensorSource {
 /** Weights may take at most this much of the 4 GiB wasm32 memory; the rest is for activations and graphs. */
 export const MAX_WEIGHT_BYTES = 3.5 * 2 ** 30;
 
+/**
+ * Refuse up front rather than fail half-way: wasm32 addresses 4 GiB, and activations need room too.
+ * `what` says which weights (for the message).
+ */
+export function checkWeightBudget(floats: number, what: string): void {
+  if (floats * 4 > MAX_WEIGHT_BYTES) {
+    throw new WeightError(
+      `model too large for memory: ${what} need ${((floats * 4) / 2 ** 30).toFixed(2)} GiB as f32, ` +
+        `more than the ${(MAX_WEIGHT_BYTES / 2 ** 30).toFixed(1)} GiB jacsteer allows for weights in one wasm32 memory (4 GiB); use a lower --target-layer or a smaller model`,
+    );
+  }
+}
+
 export class WeightError extends Error {
   constructor(message: string) {
     super(message);
@@ -84,17 +97,10 @@ export function loadQwen3Weights(ctx: AutodiffContext, cfg: Qwen3Config, src: Te
   const layers = opts.layers ?? cfg.numLayers;
   if (layers > cfg.numLayers) throw new WeightError(`asked for ${layers} layers, the model has ${cfg.numLayers}`);
   const shapes = qwen3TensorShapes(cfg, layers);
-  // Refuse up front rather than fail half-way: wasm32 addresses 4 GiB, and activations need room too.
   let floats = 0;
-  for (const s of shapes.values()) floats += s.reduce((a, b) => a * b, 1);
+  for (const sh of shapes.values()) floats += sh.reduce((a, b) => a * b, 1);
   if (opts.head) floats += cfg.hiddenSize * (1 + (cfg.tieWordEmbeddings ? 0 : cfg.vocabSize));
-  const budget = MAX_WEIGHT_BYTES;
-  if (floats * 4 > budget) {
-    throw new WeightError(
-      `model too large for memory: layers 0..${layers - 1} need ${(floats * 4 / 2 ** 30).toFixed(2)} GiB as f32, ` +
-        `more than the ${(budget / 2 ** 30).toFixed(1)} GiB jacsteer allows for weights in one wasm32 memory (4 GiB); use a lower --target-layer or a smaller model`,
-    );
-  }
+  checkWeightBudget(floats, `layers 0..${layers - 1}`);
   const get = (name: string) => loadOne(ctx, src, name, shapes.get(name)!);
   const embed = get("model.embed_tokens.weight");
   const out: LayerWeights[] = [];

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { parseQwen3Config, ConfigError, type Qwen3Config } from "../model/config.js";
-import type { TensorSource } from "../model/weights.js";
+import type { RowReadableTensorSource } from "../model/weights.js";
 import { openSafetensorsFile } from "./safetensors-file.js";
 import type { SafetensorsReader } from "../safetensors/reader.js";
 
@@ -20,7 +20,8 @@ export interface Checkpoint {
   name: string;
   config: Qwen3Config;
   rawConfig: Record<string, unknown>;
-  tensors: TensorSource;
+  /** Tensors by name; row reads let the engine take only the prompts' embedding rows. */
+  tensors: RowReadableTensorSource;
   close(): void;
 }
 
@@ -78,7 +79,7 @@ export function openCheckpoint(dirArg: string): Checkpoint {
   };
   const fileOf = (name: string): string | undefined => (where.size ? where.get(name) : single);
 
-  const tensors: TensorSource = {
+  const tensors: RowReadableTensorSource = {
     describe: (name) => fileOf(name) ?? indexPath,
     has: (name) => {
       const f = fileOf(name);
@@ -89,6 +90,7 @@ export function openCheckpoint(dirArg: string): Checkpoint {
     },
     shape: (name) => readerFor(fileOf(name)!).info(name).shape.slice(),
     readF32: (name, dst) => readerFor(fileOf(name)!).readF32(name, dst),
+    readRowsF32: (name, row0, rows, dst) => readerFor(fileOf(name)!).readRowsF32(name, row0, rows, dst),
   };
   return {
     dir,

@@ -43,7 +43,7 @@ describe("jacsteer report", () => {
     const version = JSON.parse(readFileSync(join(process.cwd(), "package.json"), "utf8")).version;
     expect(html).toContain("<h1>Tiny &lt;model&gt; &amp; steering</h1>");
     expect(html).toContain(`jacsteer ${version}`);
-    expect(html).toContain("power-iter/jvp");
+    expect(html).toContain("power-iter/lanczos");
     expect(html).toContain("melbo");
     expect(html).toContain("S 1 → T 3, last 4 positions");
     expect(html).toContain(`${runs.sv0}:0 × 4`); // the steered run's Jacobian point
