@@ -136,8 +136,8 @@ export const engineOperator: OperatorFactory = async (w) => {
 export const OPERATORS = { autodiff: autodiffOperator, engine: engineOperator } as const;
 export type OperatorName = keyof typeof OPERATORS;
 
-/** THE line to change when the batched engine is the project's path (`= "engine"`); `--operator` overrides it. */
-export const DEFAULT_OPERATOR: OperatorName = "autodiff";
+/** The batched engine is the project's path (power-iter --method lanczos/power); `--operator autodiff` measures the reference. */
+export const DEFAULT_OPERATOR: OperatorName = "engine";
 
 // ---------------------------------------------------------------------------------------------
 // Child processes: one timed run each
