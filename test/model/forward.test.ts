@@ -3,6 +3,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { writeTempCheckpoint, SMALL_SHAPE, type TempCheckpoint } from "../helpers/checkpoints.js";
 import { loadRefWeights, refHiddenStates, refLogits } from "../helpers/qwen3-reference.js";
 import { loadTestModel, maxRelErr } from "../helpers/model.js";
+import { itWithTorch, runPython } from "../helpers/torch.js";
+import { readSafetensors } from "../reference/util.js";
+import { join } from "node:path";
 
 const shapes = {
   "GQA 2, head_dim != hidden/heads": SMALL_SHAPE,
@@ -30,6 +33,29 @@ describe("Qwen3 forward vs float64 reference", () => {
       const logits = model.ctx.noGrad(() => model.logits(ours[ours.length - 1]));
       const refL = refLogits(ref, theirs[theirs.length - 1]);
       expect(maxRelErr(logits.toArray(), refL.flatMap((r) => Array.from(r)))).toBeLessThan(2e-5);
+    });
+  }
+});
+
+describe("Qwen3 forward vs PyTorch (reference/forward_dump.py, float64)", () => {
+  for (const [name, shape, dtype] of [
+    ["GQA 2, head_dim != hidden/heads, F32", SMALL_SHAPE, "F32"],
+    ["GQA 4, odd hidden, untied, BF16 in 2 shards", { ...SMALL_SHAPE, hidden_size: 33, num_key_value_heads: 1, head_dim: 10, tie_word_embeddings: false }, "BF16"],
+  ] as const) {
+    itWithTorch(name, async () => {
+      const ck = writeTempCheckpoint(shape, { seed: 4, dtype, shards: dtype === "BF16" ? 2 : 1, tied: shape.tie_word_embeddings ?? true });
+      cleanup.push(ck);
+      const tokens = [3, 14, 15, 9, 26, 5, 35];
+      const dump = join(ck.dir, "dump.safetensors");
+      runPython(["reference/forward_dump.py", "--model", ck.dir, "--tokens", tokens.join(","), "--dtype", "float64", "--out", dump]);
+      // float64 dump: read with the tests' own parser (jacsteer's reader reads only F32/F16/BF16).
+      const f = readSafetensors(dump);
+      const theirs = (n: string) => f.tensors.get(n)!.data;
+      const { model } = await loadTestModel(ck.dir);
+      const ours = model.ctx.noGrad(() => model.hiddenStates(tokens));
+      ours.forEach((h, l) => expect(maxRelErr(h.toArray(), theirs(`hidden_states.${l}`)), `hidden_states[${l}]`).toBeLessThan(2e-5));
+      const logits = model.ctx.noGrad(() => model.logits(ours[ours.length - 1]));
+      expect(maxRelErr(logits.toArray(), theirs("logits"))).toBeLessThan(2e-5);
     });
   }
 });
