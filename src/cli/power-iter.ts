@@ -4,7 +4,7 @@ import { UsageError } from "./errors.js";
 import { checkOutPath, defaultLayers, defaultModelDir, log, readVectorArg, readVectorsArg, resolvePrompts, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { parseVectorRef, encodeVectorFile } from "../io/vector-file.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
-import { SteeringJacobian, type ProductMethod } from "../jacobian/steering-jacobian.js";
+import { SteeringJacobian, checkSiteLayers, type ProductMethod } from "../jacobian/steering-jacobian.js";
 import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
 import { blockPowerIterationAsync } from "../solvers/block-power.js";
 import { blockLanczosAsync } from "../solvers/block-lanczos.js";
@@ -117,9 +117,7 @@ export async function powerIter(argv: string[]): Promise<number> {
     if (f["source-layer"] === undefined || f["target-layer"] === undefined) {
       log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
     }
-    if (S < 0 || S >= L) throw new UsageError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
-    if (T < 0 || T >= L) throw new UsageError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
-    if (S > T) throw new UsageError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
+    checkSiteLayers(L, S, T);
     const d = ckpt.config.hiddenSize;
     if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}`);
     const prompts = await resolvePrompts(promptFlags(f), ckpt);

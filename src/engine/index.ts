@@ -1,4 +1,4 @@
 // The graph-free steering-Jacobian engine: batched J V, J^T U and J^T J V on packed weights, with
 // matrix products behind ParallelGemm (serial here; worker threads in src/node/thread-pool.ts).
-export { SteeringEngine, validateEngineSite, type SteeringEngineOptions } from "./steering-engine.js";
+export { SteeringEngine, type SteeringEngineOptions } from "./steering-engine.js";
 export { SerialGemm, gemmSlices, gemmFlops, runGemmSlices, SLICE_ARGS, type GemmJob, type ParallelGemm } from "./parallel-gemm.js";

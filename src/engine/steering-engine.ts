@@ -20,11 +20,10 @@
 // product's buffers live in a heap region released when it ends.
 import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
-import { InputError } from "../model/qwen3.js";
 import { checkWeightBudget, type TensorSource } from "../model/weights.js";
 import { ropeTables } from "../kernels/rope.js";
-import type { SteeringSite } from "../jacobian/steering-jacobian.js";
-import { checkPositions, resolvePositions, type ResolvedPositions } from "../jacobian/positions.js";
+import { validateSite, type SteeringSite } from "../jacobian/steering-jacobian.js";
+import { resolvePositions, type ResolvedPositions } from "../jacobian/positions.js";
 import {
   allocLayerMatrices,
   loadLayerNorms,
@@ -58,27 +57,6 @@ export interface SteeringEngineOptions {
   log?: (line: string) => void;
 }
 
-/** Checks a site against a config and prompts; messages name the CLI flags (as validateSite does). */
-export function validateEngineSite(cfg: Qwen3Config, prompts: readonly (readonly number[])[], site: SteeringSite): void {
-  const L = cfg.numLayers;
-  const { sourceLayer: S, targetLayer: T } = site;
-  if (!Number.isInteger(S) || S < 0 || S >= L) throw new InputError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
-  if (!Number.isInteger(T) || T < 0 || T >= L) throw new InputError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
-  if (S > T) throw new InputError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
-  checkPositions(site.positions);
-  if (prompts.length === 0) throw new InputError("no prompt given (use --prompt, --prompts or --tokens)");
-  prompts.forEach((p, i) => {
-    if (p.length === 0) throw new InputError(`prompt ${i + 1}: empty prompt (no tokens)`);
-    resolvePositions(site.positions, p.length, `prompt ${i + 1}`);
-    for (const t of p) {
-      if (!Number.isInteger(t) || t < 0 || t >= cfg.vocabSize) throw new InputError(`prompt ${i + 1}: token id ${t} is outside the vocabulary [0, ${cfg.vocabSize})`);
-    }
-  });
-  if (site.at) {
-    if (site.at.length !== cfg.hiddenSize) throw new InputError(`--at vector has length ${site.at.length}, the model's hidden size is ${cfg.hiddenSize}`);
-    for (const x of site.at) if (!Number.isFinite(x)) throw new InputError("--at vector has a non-finite entry");
-  }
-}
 
 export class SteeringEngine {
   /** Length of sv (hidden size). */
@@ -139,7 +117,7 @@ export class SteeringEngine {
     site: SteeringSite,
     opts: SteeringEngineOptions = {},
   ): Promise<SteeringEngine> {
-    validateEngineSite(config, prompts, site);
+    validateSite(config, prompts, site);
     // Layers S+1..T are kept packed both ways; one layer's raw and packed copies serve the prefix.
     const kept = site.targetLayer - site.sourceLayer;
     checkWeightBudget(

@@ -10,7 +10,8 @@
 import { grad, jvpGraph } from "../autodiff/grad.js";
 import { addRowVector } from "../autodiff/ops.js";
 import { Tensor, fromArray, zeros } from "../autodiff/tensor.js";
-import { InputError, type Qwen3Model } from "../model/qwen3.js";
+import { InputError, checkTokens, type Qwen3Model } from "../model/qwen3.js";
+import type { Qwen3Config } from "../model/config.js";
 import { checkPositions, resolvePositions, selectTargetRows, type Positions, type ResolvedPositions } from "./positions.js";
 
 export type ProductMethod = "double-vjp" | "jvp";
@@ -26,21 +27,25 @@ export interface SteeringSite {
   at?: Float32Array;
 }
 
-/** Checks a site against a model and prompts; messages name the CLI flags. */
-export function validateSite(model: Qwen3Model, prompts: readonly (readonly number[])[], site: SteeringSite): void {
-  const L = model.config.numLayers;
-  const { sourceLayer: S, targetLayer: T } = site;
+/** S and T must be layers of the model, with T at or after S; messages name the CLI flags. */
+export function checkSiteLayers(numLayers: number, S: number, T: number): void {
+  const L = numLayers;
   if (!Number.isInteger(S) || S < 0 || S >= L) throw new InputError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
   if (!Number.isInteger(T) || T < 0 || T >= L) throw new InputError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
   if (S > T) throw new InputError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
+}
+
+/** Checks a site against a model configuration and prompts (for the autodiff path and the engine alike). */
+export function validateSite(cfg: Qwen3Config, prompts: readonly (readonly number[])[], site: SteeringSite): void {
+  checkSiteLayers(cfg.numLayers, site.sourceLayer, site.targetLayer);
   checkPositions(site.positions);
   if (prompts.length === 0) throw new InputError("no prompt given (use --prompt, --prompts or --tokens)");
   prompts.forEach((p, i) => {
+    checkTokens(cfg, p, `prompt ${i + 1}`);
     resolvePositions(site.positions, p.length, `prompt ${i + 1}`);
-    model.checkTokens(p, `prompt ${i + 1}`);
   });
   if (site.at) {
-    if (site.at.length !== model.config.hiddenSize) throw new InputError(`--at vector has length ${site.at.length}, the model's hidden size is ${model.config.hiddenSize}`);
+    if (site.at.length !== cfg.hiddenSize) throw new InputError(`--at vector has length ${site.at.length}, the model's hidden size is ${cfg.hiddenSize}`);
     for (const x of site.at) if (!Number.isFinite(x)) throw new InputError("--at vector has a non-finite entry");
   }
 }
@@ -66,7 +71,7 @@ export class SteeringJacobian {
     readonly prompts: readonly (readonly number[])[],
     readonly site: SteeringSite,
   ) {
-    validateSite(model, prompts, site);
+    validateSite(model.config, prompts, site);
     const d = model.config.hiddenSize;
     const ctx = model.ctx;
     this.inputDim = d;

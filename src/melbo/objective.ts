@@ -23,6 +23,7 @@ import { powScalar, rowSumSquares, sub, sumAll } from "../autodiff/reductions.js
 import { Tensor, fromArray } from "../autodiff/tensor.js";
 import { InputError, type Qwen3Model } from "../model/qwen3.js";
 import { checkPositions, resolvePositions, selectTargetRows, type Positions, type ResolvedPositions } from "../jacobian/positions.js";
+import { checkSiteLayers } from "../jacobian/steering-jacobian.js";
 
 export interface MelboSite {
   /** Decoder layer whose output receives sv (0-based). */
@@ -59,11 +60,8 @@ export class MelboObjective {
     readonly prompts: readonly (readonly number[])[],
     readonly site: MelboSite,
   ) {
-    const L = model.config.numLayers;
     const { sourceLayer: S, targetLayer: T } = site;
-    if (!Number.isInteger(S) || S < 0 || S >= L) throw new InputError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
-    if (!Number.isInteger(T) || T < 0 || T >= L) throw new InputError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
-    if (S > T) throw new InputError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
+    checkSiteLayers(model.config.numLayers, S, T);
     checkPositions(site.positions);
     if (prompts.length === 0) throw new InputError("no prompt given (use --prompt, --prompts or --tokens)");
     const ctx = model.ctx;

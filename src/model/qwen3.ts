@@ -14,6 +14,16 @@ export class InputError extends Error {
   }
 }
 
+/** A prompt must be non-empty and every id inside the vocabulary; `where` names it in the message. */
+export function checkTokens(cfg: Qwen3Config, tokens: readonly number[], where = "--tokens"): void {
+  if (tokens.length === 0) throw new InputError(`${where}: empty prompt (no tokens)`);
+  for (const t of tokens) {
+    if (!Number.isInteger(t) || t < 0 || t >= cfg.vocabSize) {
+      throw new InputError(`${where}: token id ${t} is outside the vocabulary [0, ${cfg.vocabSize})`);
+    }
+  }
+}
+
 export class Qwen3Model {
   /** RoPE tables by length, in JS memory: the wasm copies are made per use, so none outlives a heap scope. */
   private ropeCache = new Map<number, { cos: Float32Array; sin: Float32Array }>();
@@ -30,12 +40,7 @@ export class Qwen3Model {
   }
 
   checkTokens(tokens: readonly number[], where = "--tokens"): void {
-    if (tokens.length === 0) throw new InputError(`${where}: empty prompt (no tokens)`);
-    for (const t of tokens) {
-      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
-        throw new InputError(`${where}: token id ${t} is outside the vocabulary [0, ${this.config.vocabSize})`);
-      }
-    }
+    checkTokens(this.config, tokens, where);
   }
 
   /** Embedding rows for the tokens: [T, d], a constant. */
