@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { writeTempCheckpoint, makeTempDir, SMALL_SHAPE, type TempCheckpoint } from "../helpers/checkpoints.js";
 import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
-import { loadTestModel } from "../helpers/model.js";
+import { explicitJacobian, loadTestModel } from "../helpers/model.js";
 import { SteeringJacobian } from "../../src/jacobian/steering-jacobian.js";
 import { svd } from "../../src/linalg/dense.js";
 
@@ -51,12 +51,7 @@ describe("jacsteer power-iter", () => {
     const { model } = await loadTestModel(ck.dir);
     const J = new SteeringJacobian(model, summary.tokens, { sourceLayer: 0, targetLayer: 1, positions: 3 });
     const d = J.inputDim;
-    const rows = Array.from({ length: J.outputDim }, () => new Float64Array(d));
-    for (let j = 0; j < d; j++) {
-      const e = new Float32Array(d);
-      e[j] = 1;
-      J.apply(e).forEach((x, i) => (rows[i][j] = x));
-    }
+    const rows = explicitJacobian(J);
     const exact = svd(rows, d).values;
     summary.singular_values.forEach((s: number, i: number) => expect(Math.abs(s - exact[i]) / exact[i]).toBeLessThan(1e-4));
   });

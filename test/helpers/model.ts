@@ -21,3 +21,15 @@ export function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return num / Math.max(den, 1e-30);
 }
+
+/** J as rows [outputDim][inputDim], formed column by column with forward-mode products (J e_j). */
+export function explicitJacobian(J: { inputDim: number; outputDim: number; apply(v: Float32Array): Float32Array }): Float64Array[] {
+  const d = J.inputDim;
+  const rows = Array.from({ length: J.outputDim }, () => new Float64Array(d));
+  for (let j = 0; j < d; j++) {
+    const e = new Float32Array(d);
+    e[j] = 1;
+    J.apply(e).forEach((x, i) => (rows[i][j] = x));
+  }
+  return rows;
+}

@@ -7,24 +7,13 @@ import { blockPowerIteration } from "../../src/solvers/block-power.js";
 import { svd, dot } from "../../src/linalg/dense.js";
 import { writeTempCheckpoint, SMALL_SHAPE, type TempCheckpoint } from "../helpers/checkpoints.js";
 import { loadRefWeights, refTarget } from "../helpers/qwen3-reference.js";
-import { loadTestModel, maxRelErr } from "../helpers/model.js";
+import { explicitJacobian, loadTestModel, maxRelErr } from "../helpers/model.js";
 import { randn, rng } from "../helpers/random.js";
 
 const cleanup: TempCheckpoint[] = [];
 afterAll(() => cleanup.forEach((c) => c.remove()));
 
-/** J as rows [outputDim][d], formed column by column with forward mode. */
-function explicitJ(J: SteeringJacobian): Float64Array[] {
-  const d = J.inputDim;
-  const rows = Array.from({ length: J.outputDim }, () => new Float64Array(d));
-  for (let j = 0; j < d; j++) {
-    const e = new Float32Array(d);
-    e[j] = 1;
-    const col = J.apply(e);
-    for (let i = 0; i < col.length; i++) rows[i][j] = col[i];
-  }
-  return rows;
-}
+const explicitJ = explicitJacobian;
 
 const cases = [
   { name: "GQA 2, head_dim 12 != 32/4, F32", shape: SMALL_SHAPE, dtype: "F32" as const, shards: 1, S: 0, T: 1, K: 3 },

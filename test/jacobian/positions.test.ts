@@ -15,22 +15,13 @@ import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
 import { makeTempDir, writeTempCheckpoint, SMALL_SHAPE, type TempCheckpoint } from "../helpers/checkpoints.js";
 import { loadRefWeights, refHiddenStates } from "../helpers/qwen3-reference.js";
-import { loadTestModel, maxRelErr } from "../helpers/model.js";
+import { loadTestModel, maxRelErr, explicitJacobian } from "../helpers/model.js";
 import { randn, rng } from "../helpers/random.js";
 
 const cleanup: (() => void)[] = [];
 afterAll(() => cleanup.forEach((f) => f()));
 
-function explicitJ(J: SteeringJacobian): Float64Array[] {
-  const d = J.inputDim;
-  const rows = Array.from({ length: J.outputDim }, () => new Float64Array(d));
-  for (let j = 0; j < d; j++) {
-    const e = new Float32Array(d);
-    e[j] = 1;
-    J.apply(e).forEach((x, i) => (rows[i][j] = x));
-  }
-  return rows;
-}
+const explicitJ = explicitJacobian;
 
 describe("target positions in the steering Jacobian", async () => {
   const ck: TempCheckpoint = writeTempCheckpoint({ ...SMALL_SHAPE, num_hidden_layers: 3 }, { seed: 41 });

@@ -7,7 +7,7 @@ import { blockLanczos, blockLanczosAsync } from "../../src/solvers/block-lanczos
 import { blockPowerIteration } from "../../src/solvers/block-power.js";
 import type { BlockOperator, NormalOperator, SolveResult } from "../../src/solvers/common.js";
 import { writeTempCheckpoint, SMALL_SHAPE, type TempCheckpoint } from "../helpers/checkpoints.js";
-import { loadTestModel } from "../helpers/model.js";
+import { loadTestModel, explicitJacobian } from "../helpers/model.js";
 import { normalOf, trueResidual } from "./helpers.js";
 
 // Wide enough (d = 96) that a Krylov basis does not simply fill the space.
@@ -25,12 +25,7 @@ beforeAll(async () => {
   const { model } = await loadTestModel(ck.dir);
   J = new SteeringJacobian(model, [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3], [2, 7, 1, 8, 2, 8]], { sourceLayer: 0, targetLayer: 2, positions: 4 });
   const d = J.inputDim;
-  const rows = Array.from({ length: J.outputDim }, () => new Float64Array(d));
-  for (let j = 0; j < d; j++) {
-    const e = new Float32Array(d);
-    e[j] = 1;
-    J.apply(e).forEach((x, i) => (rows[i][j] = x));
-  }
+  const rows = explicitJacobian(J);
   explicit = { rows, dim: d };
   exact = svd(rows, d);
   op = { dim: d, apply: (v) => Float64Array.from(J.normalProduct(Float32Array.from(v), "jvp")) };
