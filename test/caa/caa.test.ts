@@ -1,8 +1,7 @@
 // CAA (src/caa/, `jacsteer caa`): the vector against a direct mean of layer-S activations computed
 // with the float64 reference model; the pairs file's two forms and its errors; the CLI on the tiny
 // model with examples/caa-pairs.jsonl, tokens checked against the byte-level vocabulary by hand.
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { caaVector, parsePairs } from "../../src/caa/caa.js";
@@ -13,11 +12,7 @@ import { makeTempDir, writeTempCheckpoint, SMALL_SHAPE } from "../helpers/checkp
 import { loadRefWeights, refHiddenStates, type RefWeights } from "../helpers/qwen3-reference.js";
 import { loadTestModel, maxRelErr } from "../helpers/model.js";
 
-const BIN = join(process.cwd(), "bin", "jacsteer.js");
-const jacsteer = (args: string[]) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
+import { expectInputError, jacsteer } from "../helpers/cli.js";
 const cleanup: (() => void)[] = [];
 afterAll(() => cleanup.forEach((f) => f()));
 function tempDir() {
@@ -147,18 +142,6 @@ describe("jacsteer caa", () => {
   function s0Length(file: string): number {
     const o = JSON.parse(readFileSync(file, "utf8").split("\n")[0]);
     return Buffer.from(o.prompt + o.positive, "utf8").length;
-  }
-
-  function expectInputError(args: string[], pattern: RegExp) {
-    const out = join(tempDir(), "out.safetensors");
-    const r = jacsteer([...args, "--out", out]);
-    expect(r.code, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(1);
-    const lines = r.stderr.trim().split("\n");
-    expect(lines.filter((l) => /error/i.test(l)).length, r.stderr).toBe(1);
-    expect(lines[lines.length - 1]).toMatch(/^jacsteer: error: /);
-    expect(lines[lines.length - 1]).toMatch(pattern);
-    expect(r.stderr).not.toMatch(/\n\s+at /);
-    expect(existsSync(out)).toBe(false);
   }
 
   it("bad input: exit 1, one line naming the file, line or flag; no file", () => {

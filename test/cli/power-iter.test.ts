@@ -1,7 +1,6 @@
 // The command line end to end (built CLI in dist/, as a user runs it): results, files, and every
 // kind of bad input: exit 1, one line naming the flag/file/tensor, no stack trace, no --out file.
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync, rmSync, openSync, writeSync, closeSync } from "node:fs";
+import { readFileSync, writeFileSync, rmSync, openSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeTempCheckpoint, makeTempDir, SMALL_SHAPE, type TempCheckpoint } from "../helpers/checkpoints.js";
@@ -11,11 +10,7 @@ import { explicitJacobian, loadTestModel } from "../helpers/model.js";
 import { SteeringJacobian } from "../../src/jacobian/steering-jacobian.js";
 import { svd } from "../../src/linalg/dense.js";
 
-const BIN = join(process.cwd(), "bin", "jacsteer.js");
-function jacsteer(args: string[], opts: { cwd?: string } = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", cwd: opts.cwd, timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { expectInputError, jacsteer } from "../helpers/cli.js";
 
 const cleanup: TempCheckpoint[] = [];
 const dirs: string[] = [];
@@ -87,20 +82,6 @@ describe("bad input: exit 1, one clear line, no partial output", () => {
   const good = writeTempCheckpoint(SMALL_SHAPE, { seed: 22 });
   cleanup.push(good);
   const base = ["power-iter", "--tokens", "1,2,3,4,5", "--source-layer", "0", "--target-layer", "1"];
-
-  function expectInputError(args: string[], pattern: RegExp) {
-    const out = join(tempDir(), "out.safetensors");
-    const r = jacsteer([...args, "--out", out]);
-    expect(r.code, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(1);
-    // Progress lines may come first; exactly one line reports the error, and it comes last.
-    const lines = r.stderr.trim().split("\n");
-    expect(lines.filter((l) => /error/i.test(l)).length, r.stderr).toBe(1);
-    const last = lines[lines.length - 1];
-    expect(last).toMatch(/^jacsteer: error: /);
-    expect(last).toMatch(pattern);
-    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
-    expect(existsSync(out)).toBe(false);
-  }
 
   function copyCheckpoint(): string {
     const dir = tempDir();

@@ -2,8 +2,7 @@
 // "melbo") holds orthogonal vectors of norm R with the run's metadata; progress goes to stderr; the
 // summary's final losses are the objective at the written vectors (float64 reference); bad input
 // exits 1 with one line naming the flag and leaves no file.
-import { spawnSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
@@ -12,11 +11,7 @@ import { openCheckpoint } from "../../src/node/checkpoint.js";
 import { makeTempDir, writeTempCheckpoint, SMALL_SHAPE } from "../helpers/checkpoints.js";
 import { loadRefWeights, refHiddenStates } from "../helpers/qwen3-reference.js";
 
-const BIN = join(process.cwd(), "bin", "jacsteer.js");
-const jacsteer = (args: string[]) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
+import { expectInputError, jacsteer } from "../helpers/cli.js";
 
 const cleanup: (() => void)[] = [];
 afterAll(() => cleanup.forEach((f) => f()));
@@ -89,18 +84,6 @@ describe("jacsteer melbo", () => {
     expect(s.final_losses.length).toBe(2);
     expect(r.stderr).toMatch(/using --source-layer 1 --target-layer 3/);
   });
-
-  function expectInputError(args: string[], pattern: RegExp) {
-    const out = join(tempDir(), "out.safetensors");
-    const r = jacsteer([...args, "--out", out]);
-    expect(r.code, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(1);
-    const lines = r.stderr.trim().split("\n");
-    expect(lines.filter((l) => /error/i.test(l)).length, r.stderr).toBe(1);
-    expect(lines[lines.length - 1]).toMatch(/^jacsteer: error: /);
-    expect(lines[lines.length - 1]).toMatch(pattern);
-    expect(r.stderr).not.toMatch(/\n\s+at /);
-    expect(existsSync(out)).toBe(false);
-  }
 
   it("bad input: exit 1, one line naming the flag, no file", () => {
     expectInputError([...base, "--radius", "0"], /--radius 0: must be positive/);

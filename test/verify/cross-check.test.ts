@@ -1,7 +1,6 @@
 // The cross-check CI runs (issue 4): the PyTorch reference (reference/power_iteration.py, Debian
 // torch on CPU) on the bundled model and on test checkpoints, in float64 and float32; jacsteer's
 // result must verify against each, and deliberately wrong references must fail.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,8 +10,11 @@ import { itWithTorch, runPython } from "../helpers/torch.js";
 import { decodeVectorFile, encodeVectorFile } from "../../src/io/vector-file.js";
 import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 
-const BIN = join(process.cwd(), "bin", "jacsteer.js");
-const jacsteer = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000 });
+import { jacsteer as run } from "../helpers/cli.js";
+const jacsteer = (args: string[]) => {
+  const r = run(args);
+  return { status: r.code, stdout: r.stdout, stderr: r.stderr };
+};
 
 interface Case {
   name: string;
