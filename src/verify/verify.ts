@@ -52,6 +52,8 @@ export interface VectorRow {
   /** Cluster id; vectors in a cluster of size > 1 are judged as a subspace. */
   cluster: number;
   vectorOk: boolean;
+  /** False when no spectral gap bounds this direction at the reference's precision (then not failed either). */
+  directionJudged: boolean;
 }
 
 export interface ClusterRow {
@@ -60,6 +62,8 @@ export interface ClusterRow {
   maxAngleDeg: number;
   sinBound: number;
   ok: boolean;
+  /** False when the cluster has no gap to the other compared vectors, or the bound says nothing (>= 1). */
+  judged: boolean;
 }
 
 export interface VerifyReport {
@@ -171,6 +175,7 @@ export function verifyVectorSets(ours: VectorSet, ref: VectorSet, opts: VerifyOp
       sinBound,
       cluster: cluster[i],
       vectorOk: alone ? sinErr <= Math.max(sinBound, 1e-6) : true,
+      directionJudged: true,
     });
   }
   // Judge each multi-member cluster as a subspace.
@@ -179,20 +184,32 @@ export function verifyVectorSets(ours: VectorSet, ref: VectorSet, opts: VerifyOp
     const members = rows.filter((r) => r.cluster === c).map((r) => r.index);
     if (members.length < 2) continue;
     const outside = Array.from({ length: n }, (_, j) => j).filter((j) => cluster[j] !== c);
-    const sinBound = Math.min(1, Math.max(...members.map((i) => (outside.length ? sinBoundBetween(i, outside) : 0))));
+    // Against the unknown rest of the spectrum there is no gap to use: a cluster with nothing outside
+    // it among the compared vectors, or whose bound is >= 1, cannot be judged at this precision.
+    const sinBound = outside.length ? Math.min(1, Math.max(...members.map((i) => sinBoundBetween(i, outside)))) : 1;
+    const judged = sinBound < 1;
     const angles = principalAngles(members.map((i) => vO[i]), members.map((i) => vR[i]));
     const maxAngle = angles[angles.length - 1];
-    const ok = Math.sin(maxAngle) <= Math.max(sinBound, 1e-6);
-    clusters.push({ id: c, members, maxAngleDeg: (maxAngle * 180) / Math.PI, sinBound, ok });
-    for (const i of members) rows[i].vectorOk = ok;
+    const ok = !judged || Math.sin(maxAngle) <= Math.max(sinBound, 1e-6);
+    clusters.push({ id: c, members, maxAngleDeg: (maxAngle * 180) / Math.PI, sinBound, ok, judged });
+    for (const i of members) {
+      rows[i].vectorOk = ok;
+      rows[i].directionJudged = judged;
+    }
   }
   const principalAnglesDeg = principalAngles(vO, vR).map((a) => (a * 180) / Math.PI);
   const failed = rows.filter((r) => !r.sigmaOk || !r.vectorOk);
+  const unjudged = rows.filter((r) => !r.directionJudged).map((r) => r.index);
   const verdict = failed.length ? "FAIL" : "PASS";
+  const tolerance = `the ${dtype} tolerance (eps ${eps.toExponential(1)})`;
   const summary =
     verdict === "PASS"
-      ? `PASS: ${n} singular values and vectors agree within the ${dtype} tolerance (eps ${eps.toExponential(1)})`
-      : `FAIL: ${failed.map((r) => `vector ${r.index}${r.sigmaOk ? "" : " (sigma)"}${r.vectorOk ? "" : " (direction)"}`).join(", ")} outside the ${dtype} tolerance (eps ${eps.toExponential(1)})`;
+      ? unjudged.length
+        ? `PASS: ${n} singular values agree within ${tolerance}` +
+          (unjudged.length < n ? `, and the vectors ${rows.filter((r) => r.directionJudged).map((r) => r.index).join(", ")}` : "") +
+          `; the directions of vectors ${unjudged.join(", ")} are not judged: their sigmas are closer than ${dtype} precision can separate (see the principal angles)`
+        : `PASS: ${n} singular values and vectors agree within ${tolerance}`
+      : `FAIL: ${failed.map((r) => `vector ${r.index}${r.sigmaOk ? "" : " (sigma)"}${r.vectorOk ? "" : " (direction)"}`).join(", ")} outside ${tolerance}`;
   return { verdict, mismatches: [], eps, dtype, rows, clusters, principalAnglesDeg, summary };
 }
 
@@ -207,11 +224,15 @@ export function formatReport(r: VerifyReport): string {
     lines.push("  i  sigma(ours)    sigma(ref)     rel.err    |cos|       sin bound  cluster  ok");
     for (const row of r.rows) {
       lines.push(
-        `${String(row.index).padStart(3)}  ${row.sigmaOurs.toPrecision(8).padEnd(13)}  ${row.sigmaRef.toPrecision(8).padEnd(13)}  ${row.sigmaRelErr.toExponential(2).padEnd(9)}  ${row.absCos.toFixed(7)}  ${row.sinBound.toExponential(2).padEnd(9)}  ${String(row.cluster).padStart(7)}  ${row.sigmaOk && row.vectorOk ? "yes" : "NO"}`,
+        `${String(row.index).padStart(3)}  ${row.sigmaOurs.toPrecision(8).padEnd(13)}  ${row.sigmaRef.toPrecision(8).padEnd(13)}  ${row.sigmaRelErr.toExponential(2).padEnd(9)}  ${row.absCos.toFixed(7)}  ${row.sinBound.toExponential(2).padEnd(9)}  ${String(row.cluster).padStart(7)}  ${!row.sigmaOk || !row.vectorOk ? "NO" : row.directionJudged ? "yes" : "sigma only"}`,
       );
     }
     for (const c of r.clusters) {
-      lines.push(`cluster ${c.id} (vectors ${c.members.join(", ")}: near-tied sigmas) compared as a subspace: largest angle ${c.maxAngleDeg.toFixed(4)} deg, bound ${((Math.asin(Math.min(1, c.sinBound)) * 180) / Math.PI).toFixed(4)} deg: ${c.ok ? "ok" : "NO"}`);
+      lines.push(
+        c.judged
+          ? `cluster ${c.id} (vectors ${c.members.join(", ")}: near-tied sigmas) compared as a subspace: largest angle ${c.maxAngleDeg.toFixed(4)} deg, bound ${((Math.asin(Math.min(1, c.sinBound)) * 180) / Math.PI).toFixed(4)} deg: ${c.ok ? "ok" : "NO"}`
+          : `cluster ${c.id} (vectors ${c.members.join(", ")}): no spectral gap bounds it at this precision; largest angle ${c.maxAngleDeg.toFixed(4)} deg, not judged`,
+      );
     }
     lines.push(`principal angles between the subspaces (deg): ${r.principalAnglesDeg.map((a) => a.toFixed(4)).join(" ")}`);
   }

@@ -1,6 +1,7 @@
 // The cross-check CI runs (issue 4): the PyTorch reference (reference/power_iteration.py, Debian
-// torch on CPU) on the bundled model and on test checkpoints, in float64 and float32; jacsteer's
-// result must verify against each, and deliberately wrong references must fail.
+// torch on CPU) on the bundled model and on test checkpoints, in float64 and float32 (and bfloat16 on
+// the bundled model); jacsteer's result must verify against each, and deliberately wrong references
+// must fail.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,7 +43,9 @@ describe("cross-check against the PyTorch reference", () => {
   const common = ["--num-vectors", "4", "--max-iters", "400"];
 
   for (const c of cases) {
-    for (const dtype of ["float64", "float32"] as const) {
+    // bfloat16 is what a GPU run usually is; torch runs it on the CPU too (slowly: the bundled model only).
+    const dtypes = c === cases[0] ? (["float64", "float32", "bfloat16"] as const) : (["float64", "float32"] as const);
+    for (const dtype of dtypes) {
       itWithTorch(`${c.name}, reference in ${dtype}: jacsteer verify passes`, () => {
         const ref = join(tmp, `${c.name.replace(/\W+/g, "_")}-${dtype}.safetensors`);
         runPython(["reference/power_iteration.py", "--model", c.model(), ...c.args, ...common, "--tol", "1e-9", "--dtype", dtype, "--threads", "1", "--out", ref]);

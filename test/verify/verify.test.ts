@@ -80,3 +80,31 @@ describe("verify", () => {
     expect((principalAngles([V[0]], [V[3]])[0] * 180) / Math.PI).toBeCloseTo(90, 6);
   });
 });
+
+describe("verify at low precision (bfloat16 reference)", () => {
+  const V = basis(7, 4);
+  const sig = [8.41, 7.4, 6.89, 6.49];
+
+  it("passes a nearly exact result whose sigmas bf16 cannot separate, saying the directions are not judged", () => {
+    const W = V.map((v, i) => (i === 0 ? rotate(V[0], V[1], 0.5) : v));
+    const r = verifyVectorSets(set(W, sig.map((s) => s * 1.001), meta), set(V, sig, { ...meta, dtype: "bfloat16" }));
+    expect(r.verdict).toBe("PASS");
+    expect(r.rows.every((row) => !row.directionJudged)).toBe(true);
+    expect(r.summary).toMatch(/not judged/);
+  });
+
+  it("still fails sigmas outside the bf16 tolerance", () => {
+    const r = verifyVectorSets(set(V, sig.map((s, i) => (i === 2 ? s * 1.5 : s)), meta), set(V, sig, { ...meta, dtype: "bfloat16" }));
+    expect(r.verdict).toBe("FAIL");
+    expect(r.rows[2].sigmaOk).toBe(false);
+  });
+
+  it("judges a cluster that has a gap to the rest, and fails it when it turned out of its span", () => {
+    const s2 = [10, 9.99, 5, 4];
+    const W = V.map((v) => Float64Array.from(v)) as Float64Array<ArrayBufferLike>[];
+    W[0] = rotate(V[0], V[3], 20);
+    const r = verifyVectorSets(set(W, s2, meta), set(V, s2, { ...meta, dtype: "float32" }));
+    expect(r.clusters[0].judged).toBe(true);
+    expect(r.verdict).toBe("FAIL");
+  });
+});
