@@ -15,7 +15,7 @@ export interface KernelExports {
   sumSquares(x: number, n: number): number;
   addRowVector(x: number, v: number, out: number, rows: number, cols: number): void;
   sumRows(x: number, out: number, rows: number, cols: number): void;
-  // matmul.ts, rmsnorm.ts, rope.ts, silu.ts, attention.ts: see those files; typed in ops as they land.
+  // matmul.ts, rmsnorm.ts, rope.ts, silu.ts, attention.ts: typed wrappers in src/kernels/ (shapes documented there).
   [name: string]: (...args: number[]) => number | void;
 }
 
