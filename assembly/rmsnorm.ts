@@ -12,27 +12,9 @@
 //   JVP: ty = w * (rstd * tx - x * (rstd^3 * sum(x * tx) / dim))
 // J is symmetric up to the diagonal scaling by w, and both are linear in their cotangent/tangent.
 import { madd } from "./fma";
+// Row sums of products: products in f32, sums in f64 in a fixed order (elementwise.ts).
+import { dot as rowDot } from "./elementwise";
 
-// sum_i a[i] * b[i] over n f32 values; products in f32, sums in f64 (four f64 lanes, then the tail).
-// @ts-ignore: decorator
-@inline
-function rowDot(a: usize, b: usize, n: i32): f64 {
-  let lo = f64x2.splat(0);
-  let hi = f64x2.splat(0);
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
-    const p = f32x4.mul(v128.load(a + o), v128.load(b + o));
-    lo = f64x2.add(lo, f64x2.promote_low_f32x4(p));
-    hi = f64x2.add(hi, f64x2.promote_low_f32x4(i32x4.shuffle(p, p, 2, 3, 0, 1)));
-  }
-  let s = (f64x2.extract_lane(lo, 0) + f64x2.extract_lane(hi, 0)) + (f64x2.extract_lane(lo, 1) + f64x2.extract_lane(hi, 1));
-  for (; i < n; i++) {
-    const o = <usize>i << 2;
-    s += <f64>(load<f32>(a + o) * load<f32>(b + o));
-  }
-  return s;
-}
 
 // x: [rows, dim], w: [dim] -> y: [rows, dim], rstd: [rows] (saved for rmsnormVjp / rmsnormJvp).
 // y may alias x.
