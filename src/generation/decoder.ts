@@ -6,7 +6,7 @@
 // all Tk = past + new positions: the attention kernel's Tq < Tk mode (queries are the last Tq rows).
 // Everything a step allocates lives in a heap scope; the cache, the RoPE tables and the steering
 // buffer are allocated once, for `capacity` positions, when the decoder is made.
-import { add, addRowVector, linear, reshape, rmsnorm, rope, siluMul, sliceRows, type RopeTables } from "../autodiff/ops.js";
+import { addRowVector, sliceRows, type RopeTables } from "../autodiff/ops.js";
 import { Tensor, empty } from "../autodiff/tensor.js";
 import { ropeTables } from "../kernels/rope.js";
 import type { Qwen3Model } from "../model/qwen3.js";
@@ -146,7 +146,6 @@ export class SteeredDecoder {
     const c = model.config;
     const ctx = model.ctx;
     const rt = ctx.rt;
-    const w = model.weights.layers[i];
     const n = h.shape[0];
     const Tk = p0 + n;
     const half = c.headDim / 2;
@@ -154,22 +153,14 @@ export class SteeredDecoder {
       cos: new Tensor(ctx, this.cos + p0 * half * 4, [n, half]),
       sin: new Tensor(ctx, this.sin + p0 * half * 4, [n, half]),
     };
-    const eps = c.rmsNormEps;
-    const x = rmsnorm(h, w.inputNorm, eps);
-    const headNorm = (t: Tensor, heads: number, weight: Tensor) =>
-      reshape(rmsnorm(reshape(t, [n * heads, c.headDim]), weight, eps), [n, heads * c.headDim]);
-    const q = rope(headNorm(linear(x, w.q), c.numHeads, w.qNorm), tables, c.numHeads, c.headDim);
-    const k = rope(headNorm(linear(x, w.k), c.numKvHeads, w.kNorm), tables, c.numKvHeads, c.headDim);
-    const v = linear(x, w.v);
+    const { q, k, v } = model.attentionInputs(i, h, tables);
     const row = this.cache.rowFloats;
     rt.k.copy(this.cache.keys[i] + p0 * row * 4, k.ptr, n * row);
     rt.k.copy(this.cache.values[i] + p0 * row * 4, v.ptr, n * row);
     const a = empty(ctx, [n, c.numHeads * c.headDim]);
     const probs = rt.heap.allocF32(c.numHeads * n * Tk);
     rt.k.attentionForward(q.ptr, this.cache.keys[i], this.cache.values[i], a.ptr, probs, n, Tk, c.numHeads, c.numKvHeads, c.headDim, 1 / Math.sqrt(c.headDim));
-    const h1 = add(h, linear(a, w.o));
-    const x2 = rmsnorm(h1, w.postNorm, eps);
-    let out = add(h1, linear(siluMul(linear(x2, w.gate), linear(x2, w.up)), w.down));
+    let out = model.layerOutput(i, h, a);
     if (i === this.steerLayer) out = addRowVector(out, new Tensor(ctx, this.steerPtr, [c.hiddenSize]));
     return out;
   }

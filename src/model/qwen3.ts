@@ -70,21 +70,43 @@ export class Qwen3Model {
   /** One decoder layer: h [T, d] -> h [T, d]. `tables` (from ropeTables(T)) may be shared by the layers of one pass. */
   layer(i: number, h: Tensor, tables: RopeTables = this.ropeTables(h.shape[0])): Tensor {
     const c = this.config;
-    const w: LayerWeights = this.weights.layers[i];
-    if (!w) throw new InputError(`layer ${i} is not loaded (model has ${c.numLayers} layers, ${this.loadedLayers} loaded)`);
-    const T = h.shape[0];
+    const { q, k, v } = this.attentionInputs(i, h, tables);
+    const a = attention(q, k, v, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim) });
+    return this.layerOutput(i, h, a);
+  }
+
+  /** The weights of layer i, or a clear error when it is not loaded. */
+  layerWeights(i: number): LayerWeights {
+    const w = this.weights.layers[i];
+    if (!w) throw new InputError(`layer ${i} is not loaded (model has ${this.config.numLayers} layers, ${this.loadedLayers} loaded)`);
+    return w;
+  }
+
+  /**
+   * The attention inputs of layer i for rows h [n, d]: q [n, heads*hd] and k [n, kvHeads*hd] after the
+   * per-head q/k norms and RoPE (tables for the rows' positions), v [n, kvHeads*hd].
+   */
+  attentionInputs(i: number, h: Tensor, tables: RopeTables): { q: Tensor; k: Tensor; v: Tensor } {
+    const c = this.config;
+    const w = this.layerWeights(i);
+    const n = h.shape[0];
     const eps = c.rmsNormEps;
     const x = rmsnorm(h, w.inputNorm, eps);
     const headNorm = (t: Tensor, heads: number, weight: Tensor) =>
-      reshape(rmsnorm(reshape(t, [T * heads, c.headDim]), weight, eps), [T, heads * c.headDim]);
-    const q = rope(headNorm(linear(x, w.q), c.numHeads, w.qNorm), tables, c.numHeads, c.headDim);
-    const k = rope(headNorm(linear(x, w.k), c.numKvHeads, w.kNorm), tables, c.numKvHeads, c.headDim);
-    const v = linear(x, w.v);
-    const a = attention(q, k, v, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim) });
+      reshape(rmsnorm(reshape(t, [n * heads, c.headDim]), weight, eps), [n, heads * c.headDim]);
+    return {
+      q: rope(headNorm(linear(x, w.q), c.numHeads, w.qNorm), tables, c.numHeads, c.headDim),
+      k: rope(headNorm(linear(x, w.k), c.numKvHeads, w.kNorm), tables, c.numKvHeads, c.headDim),
+      v: linear(x, w.v),
+    };
+  }
+
+  /** The rest of layer i given the attention output a [n, heads*hd]: o_proj and residual, then the MLP and residual. */
+  layerOutput(i: number, h: Tensor, a: Tensor): Tensor {
+    const w = this.layerWeights(i);
     const h1 = add(h, linear(a, w.o));
-    const x2 = rmsnorm(h1, w.postNorm, eps);
-    const m = linear(siluMul(linear(x2, w.gate), linear(x2, w.up)), w.down);
-    return add(h1, m);
+    const x2 = rmsnorm(h1, w.postNorm, this.config.rmsNormEps);
+    return add(h1, linear(siluMul(linear(x2, w.gate), linear(x2, w.up)), w.down));
   }
 
   /**
