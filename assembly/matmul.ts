@@ -243,50 +243,132 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
   }
 }
 
-// Pack B given as [N, K] rows (a weight [out, in]) for C = A * B^T: packed[p][k][j] = B[8p + j, k].
-// dst: packedFloats(N, K) floats. Full panels use 4x4 transposes; the last panel is zero-padded.
-export function packBt(b: usize, N: i32, K: i32, dst: usize): void {
-  const rowB = <usize>K << 2;
-  const panels = (N + 7) >> 3;
-  for (let p = 0; p < panels; p++) {
-    const n0 = p << 3;
-    const d = dst + <usize>p * (<usize>K << 5);
-    if (n0 + 8 <= N) {
-      const r0 = b + <usize>n0 * rowB;
+// Packing: B into 8-column panels, from a weight in its stored dtype (f32, bf16 or f16), widened to
+// f32 on the way (exactly: every bf16/f16 value is an f32). One kernel serves both layouts and every
+// dtype, so a weight packed once at load (resident) and one packed per pass from streamed bytes give
+// the same panels, hence bitwise the same products.
+//
+// kind = layout | dtype << 1:
+//   layout PACK_BT (0): the source is B^T, [N, K] rows ld elements apart (a weight [out, in] for
+//                       C = A * W^T: column n of B is weight row n);
+//   layout PACK_B  (1): the source is B, [K, N] rows ld elements apart (a weight [out, in] seen as
+//                       [K = out, N = in] for C = A * W, the VJP).
+//   dtype DT_F32 (0), DT_BF16 (1), DT_F16 (2).
+export const PACK_BT: i32 = 0;
+export const PACK_B: i32 = 1;
+export const DT_F32: i32 = 0;
+export const DT_BF16: i32 = 1;
+export const DT_F16: i32 = 2;
+
+// 2^112: scales an f16's exponent/mantissa bits, placed as f32 bits, to its value (also subnormals).
+const F16_SCALE: f32 = 5.192296858534828e33;
+
+// @ts-ignore: decorator
+@inline
+function halfToFloat(h: u32): f32 {
+  const em = (h & 0x7fff) << 13;
+  const bits = (h & 0x7c00) == 0x7c00 ? em | 0x7f800000 : reinterpret<u32>(reinterpret<f32>(em) * F16_SCALE);
+  return reinterpret<f32>(bits | ((h & 0x8000) << 16));
+}
+
+// Four 16-bit halfs, one per 32-bit lane (zero-extended), to f32: as halfToFloat, lane-wise.
+// @ts-ignore: decorator
+@inline
+function halfToFloat4(h: v128): v128 {
+  const em = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+  const scaled = f32x4.mul(em, f32x4.splat(F16_SCALE));
+  const special = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0x7c00));
+  const mag = v128.bitselect(v128.or(em, i32x4.splat(0x7f800000)), scaled, special);
+  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+// @ts-ignore: decorator
+@inline
+function elementAt(p: usize, dt: i32): f32 {
+  if (dt == DT_F32) return load<f32>(p);
+  const h = <u32>load<u16>(p);
+  return dt == DT_BF16 ? reinterpret<f32>(h << 16) : halfToFloat(h);
+}
+
+// Four consecutive elements at p as f32.
+// @ts-ignore: decorator
+@inline
+function widen4(p: usize, dt: i32): v128 {
+  if (dt == DT_F32) return v128.load(p);
+  const h = i32x4.extend_low_i16x8_u(v128.load64_zero(p));
+  return dt == DT_BF16 ? i32x4.shl(h, 16) : halfToFloat4(h);
+}
+
+// Eight consecutive 16-bit elements at p as two f32 vectors, stored at q and q + 16.
+// @ts-ignore: decorator
+@inline
+function widen8Store(p: usize, dt: i32, q: usize): void {
+  if (dt == DT_F32) {
+    v128.store(q, v128.load(p));
+    v128.store(q, v128.load(p, 16), 16);
+    return;
+  }
+  const x = v128.load(p);
+  const lo = i32x4.extend_low_i16x8_u(x);
+  const hi = i32x4.extend_high_i16x8_u(x);
+  if (dt == DT_BF16) {
+    v128.store(q, i32x4.shl(lo, 16));
+    v128.store(q, i32x4.shl(hi, 16), 16);
+  } else {
+    v128.store(q, halfToFloat4(lo));
+    v128.store(q, halfToFloat4(hi), 16);
+  }
+}
+
+// Pack columns [n0, n1) of B (n0 a multiple of 8) from `src` (the element [0, 0] of the whole source
+// matrix) into panels starting at dst: packed[p][k][j] = B[k, n0 + 8p + j] for k < K; columns from
+// n1 up to the panel's end are zero. The slice of a thread is packed by that thread right before
+// its product (src/engine/parallel-gemm.ts), the whole matrix by packBt / packB.
+export function packPanels(src: usize, kind: i32, ld: i32, n0: i32, n1: i32, K: i32, dst: usize): void {
+  const layout = kind & 1;
+  const dt = kind >> 1;
+  const eb: usize = dt == DT_F32 ? 4 : 2;
+  const row: usize = <usize>ld * eb;
+  const panelB = <usize>K << 5;
+  for (let c0 = n0; c0 < n1; c0 += 8) {
+    const d = dst + <usize>((c0 - n0) >> 3) * panelB;
+    const nr = min(8, n1 - c0);
+    if (layout == PACK_BT) {
+      const r0 = src + <usize>c0 * row; // weight rows c0.. are the panel's columns
       let k = 0;
-      for (; k + 4 <= K; k += 4) {
-        const o = <usize>k << 2;
-        // rows n0..n0+3 -> lanes of the low half, rows n0+4..n0+7 -> high half
-        const q = d + (<usize>k << 5);
-        transpose4(r0 + o, rowB, q);
-        transpose4(r0 + 4 * rowB + o, rowB, q + 16);
+      if (nr == 8) {
+        for (; k + 4 <= K; k += 4) {
+          const o = <usize>k * eb;
+          const q = d + (<usize>k << 5);
+          transpose4Store(widen4(r0 + o, dt), widen4(r0 + row + o, dt), widen4(r0 + 2 * row + o, dt), widen4(r0 + 3 * row + o, dt), q);
+          const r4 = r0 + 4 * row + o;
+          transpose4Store(widen4(r4, dt), widen4(r4 + row, dt), widen4(r4 + 2 * row, dt), widen4(r4 + 3 * row, dt), q + 16);
+        }
       }
       for (; k < K; k++) {
-        const o = <usize>k << 2;
         const q = d + (<usize>k << 5);
-        for (let j = 0; j < 8; j++) store<f32>(q + (<usize>j << 2), load<f32>(r0 + <usize>j * rowB + o));
+        const o = <usize>k * eb;
+        for (let j = 0; j < 8; j++) store<f32>(q + (<usize>j << 2), j < nr ? elementAt(r0 + <usize>j * row + o, dt) : 0);
       }
     } else {
-      const nr = N - n0;
-      for (let k = 0; k < K; k++) {
-        const o = <usize>k << 2;
-        const q = d + (<usize>k << 5);
-        for (let j = 0; j < 8; j++) {
-          store<f32>(q + (<usize>j << 2), j < nr ? load<f32>(b + <usize>(n0 + j) * rowB + o) : 0);
+      const s0 = src + <usize>c0 * eb; // column c0 of row 0
+      if (nr == 8) {
+        for (let k = 0; k < K; k++) widen8Store(s0 + <usize>k * row, dt, d + (<usize>k << 5));
+      } else {
+        for (let k = 0; k < K; k++) {
+          const s = s0 + <usize>k * row;
+          const q = d + (<usize>k << 5);
+          for (let j = 0; j < 8; j++) store<f32>(q + (<usize>j << 2), j < nr ? elementAt(s + <usize>j * eb, dt) : 0);
         }
       }
     }
   }
 }
 
-// 4 rows x 4 columns at src (rows rowB bytes apart) -> 4 vectors of 4 (one per column) stored 32 bytes apart.
+// Four row vectors -> four column vectors stored 32 bytes apart (one k step of a panel each).
 // @ts-ignore: decorator
 @inline
-function transpose4(src: usize, rowB: usize, q: usize): void {
-  const r0 = v128.load(src);
-  const r1 = v128.load(src + rowB);
-  const r2 = v128.load(src + 2 * rowB);
-  const r3 = v128.load(src + 3 * rowB);
+function transpose4Store(r0: v128, r1: v128, r2: v128, r3: v128, q: usize): void {
   const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5); // a0 b0 a1 b1
   const t1 = i32x4.shuffle(r2, r3, 0, 4, 1, 5); // c0 d0 c1 d1
   const t2 = i32x4.shuffle(r0, r1, 2, 6, 3, 7); // a2 b2 a3 b3
@@ -297,30 +379,35 @@ function transpose4(src: usize, rowB: usize, q: usize): void {
   v128.store(q, i64x2.shuffle(t2, t3, 1, 3), 96);
 }
 
-// Pack B given as [K, N] for C = A * B: packed[p][k][j] = B[k, 8p + j]. dst: packedFloats(N, K) floats.
+// Pack an f32 B given as [N, K] rows (a weight [out, in]) for C = A * B^T. dst: packedFloats(N, K) floats.
+export function packBt(b: usize, N: i32, K: i32, dst: usize): void {
+  packPanels(b, PACK_BT, K, 0, N, K, dst);
+}
+
+// Pack an f32 B given as [K, N] for C = A * B. dst: packedFloats(N, K) floats.
 export function packB(b: usize, K: i32, N: i32, dst: usize): void {
-  const rowB = <usize>N << 2;
-  const panels = (N + 7) >> 3;
-  for (let p = 0; p < panels; p++) {
-    const n0 = p << 3;
-    const d = dst + <usize>p * (<usize>K << 5);
-    const src = b + (<usize>n0 << 2);
-    if (n0 + 8 <= N) {
-      for (let k = 0; k < K; k++) {
-        const s = src + <usize>k * rowB;
-        const q = d + (<usize>k << 5);
-        v128.store(q, v128.load(s));
-        v128.store(q, v128.load(s, 16), 16);
-      }
-    } else {
-      const nr = N - n0;
-      for (let k = 0; k < K; k++) {
-        const s = src + <usize>k * rowB;
-        const q = d + (<usize>k << 5);
-        for (let j = 0; j < 8; j++) store<f32>(q + (<usize>j << 2), j < nr ? load<f32>(s + (<usize>j << 2)) : 0);
-      }
+  packPanels(b, PACK_B, N, 0, N, K, dst);
+}
+
+// Index of the first non-finite element (Inf or NaN) of n elements of dtype dt at p, or -1. Weights are
+// checked once as they are first read: a NaN weight is a broken checkpoint, named in the error.
+export function firstNonFinite(p: usize, dt: i32, n: i32): i32 {
+  let i = 0;
+  if (dt == DT_F32) {
+    const mask = i32x4.splat(0x7f800000);
+    for (; i + 4 <= n; i += 4) {
+      if (v128.any_true(i32x4.eq(v128.and(v128.load(p + (<usize>i << 2)), mask), mask))) break;
     }
+    for (; i < n; i++) if ((load<u32>(p + (<usize>i << 2)) & 0x7f800000) == 0x7f800000) return i;
+    return -1;
   }
+  const e: u16 = dt == DT_BF16 ? 0x7f80 : 0x7c00;
+  const mask = i16x8.splat(e);
+  for (; i + 8 <= n; i += 8) {
+    if (v128.any_true(i16x8.eq(v128.and(v128.load(p + (<usize>i << 1)), mask), mask))) break;
+  }
+  for (; i < n; i++) if ((load<u16>(p + (<usize>i << 1)) & e) == e) return i;
+  return -1;
 }
 
 /** Scratch floats that matmulABt, matmulAB and matmulAtB need: a packed B plus (for A^T * B) A transposed. */

@@ -14,7 +14,7 @@ interface GemmWorkerData {
 
 /** A dispatch (or a ping): `count` units, either gemm slice lists or kernel tasks. */
 export interface GemmTask {
-  /** Unit i: gemmPacked slices, 9 numbers per call (src/engine/parallel-gemm.ts SLICE_ARGS). */
+  /** Unit i: gemmPacked slices, 13 numbers per call (src/engine/parallel-gemm.ts SLICE_ARGS and runGemmSlices). */
   gemm?: number[][];
   /** Unit i: a KernelTask, a list of [kernel name, ...numeric args] run in order. */
   tasks?: Array<Array<[string, ...number[]]>>;
@@ -36,12 +36,18 @@ const instance = new WebAssembly.Instance(module, {
 const kernels = instance.exports as unknown as Record<string, (...args: number[]) => unknown>;
 type Gemm = (a: number, lda: number, packed: number, c: number, ldc: number, M: number, N: number, K: number, acc: number) => void;
 const gemmPacked = kernels.gemmPacked as unknown as Gemm;
+type Pack = (src: number, kind: number, ld: number, n0: number, n1: number, K: number, dst: number) => void;
+const packPanels = kernels.packPanels as unknown as Pack;
 const pingCell = new Int32Array(new SharedArrayBuffer(4));
 
 function runUnit(task: GemmTask, i: number): void {
   const s = task.gemm?.[i];
   if (s) {
-    for (let j = 0; j < s.length; j += 9) gemmPacked(s[j], s[j + 1], s[j + 2], s[j + 3], s[j + 4], s[j + 5], s[j + 6], s[j + 7], s[j + 8]);
+    for (let j = 0; j < s.length; j += 13) {
+      // Streamed weights: pack this slice's panels first (the same call as runGemmSlices makes).
+      if (s[j + 9]) packPanels(s[j + 9], s[j + 10], s[j + 11], s[j + 12], s[j + 12] + s[j + 6], s[j + 7], s[j + 2]);
+      gemmPacked(s[j], s[j + 1], s[j + 2], s[j + 3], s[j + 4], s[j + 5], s[j + 6], s[j + 7], s[j + 8]);
+    }
   }
   const calls = task.tasks?.[i];
   if (calls) {

@@ -9,7 +9,7 @@ import { describePositions, describePositionWeights, positionsFromFlags } from "
 import { blockPowerIterationAsync } from "../solvers/block-power.js";
 import { blockLanczosAsync } from "../solvers/block-lanczos.js";
 import type { BlockOperator, Progress, SolveResult } from "../solvers/common.js";
-import { SteeringEngine } from "../engine/steering-engine.js";
+import { SteeringEngine, type WeightMode } from "../engine/steering-engine.js";
 import { createParallelGemm } from "../node/thread-pool.js";
 import { createNodeRuntime } from "../node/runtime.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
@@ -52,6 +52,9 @@ export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(l
   --at FILE[:ROW]          evaluate J at sv0 = A * vector; --at-scale A (default 1)
   --init FILE[:ROW]        initial guess: one row, or all rows of FILE
   --threads N              worker threads (default: all cores)
+  --weights MODE           layers S+1..T for lanczos and power: resident (packed once, 8 bytes per weight),
+                           stream (read from the checkpoint each pass in the stored dtype: any model size),
+                           or auto (default: resident when they fit 2.5 GiB, else stream; printed)
   --out FILE.safetensors   write vectors, singular values, residuals and run metadata
   --json                   print a JSON summary on stdout
   --verify-against FILE    compare the result with a reference vector file (see \`jacsteer verify --help\`;
@@ -70,6 +73,7 @@ const OPTIONS: Options = {
   "at-scale": { type: "string" },
   init: { type: "string" },
   threads: { type: "string" },
+  weights: { type: "string" },
   out: { type: "string" },
   json: { type: "boolean" },
   "verify-against": { type: "string" },
@@ -80,6 +84,7 @@ const OPTIONS: Options = {
 };
 
 const METHODS = ["lanczos", "power", "jvp", "double-vjp"] as const;
+const WEIGHT_MODES = ["auto", "resident", "stream"] as const;
 type Method = (typeof METHODS)[number];
 
 export async function powerIter(argv: string[]): Promise<number> {
@@ -91,6 +96,9 @@ export async function powerIter(argv: string[]): Promise<number> {
   const method = ((f.method as string | undefined) ?? "lanczos") as Method;
   if (!METHODS.includes(method)) throw new UsageError(`--method ${method}: expected one of ${METHODS.join(", ")}`);
   const batched = method === "lanczos" || method === "power";
+  const weights = ((f.weights as string | undefined) ?? "auto") as WeightMode;
+  if (!WEIGHT_MODES.includes(weights)) throw new UsageError(`--weights ${weights}: expected one of ${WEIGHT_MODES.join(", ")}`);
+  if (f.weights !== undefined && !batched) throw new UsageError(`--weights applies to --method lanczos and power; the ${method} reference keeps layers 0..T resident`);
   const K = positionsFromFlags(
     { positions: f.positions as string | undefined, positionList: f["position-list"] as string | undefined, positionWeights: f["position-weights"] as string | undefined, allPositions: !!f["all-positions"] },
     4,
@@ -148,7 +156,7 @@ export async function powerIter(argv: string[]): Promise<number> {
     if (batched) {
       const gemm = await createParallelGemm(rt, threads);
       try {
-        engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, site, { gemm, log });
+        engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, site, { gemm, log, weights });
       } catch (e) {
         await gemm.close();
         throw e;
@@ -157,8 +165,9 @@ export async function powerIter(argv: string[]): Promise<number> {
       op = { dim: d, applyBlock: (V) => e.normalProducts(V) };
     } else {
       const ctx = new AutodiffContext(rt);
-      const weights = ctx.noGrad(() => loadQwen3Weights(ctx, ckpt.config, ckpt.tensors, { layers: T + 1 }));
-      const J = new SteeringJacobian(new Qwen3Model(ctx, ckpt.config, weights), prompts, site);
+      const advice = `the ${method} reference keeps them resident; use --method lanczos, which streams the weights and runs any model size`;
+      const model = ctx.noGrad(() => loadQwen3Weights(ctx, ckpt.config, ckpt.tensors, { layers: T + 1, advice }));
+      const J = new SteeringJacobian(new Qwen3Model(ctx, ckpt.config, model), prompts, site);
       op = { dim: d, applyBlock: (V) => V.map((v) => Float64Array.from(J.normalProduct(Float32Array.from(v), method as ProductMethod))) };
     }
     const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(5)).join(" ");

@@ -124,7 +124,7 @@ export function allocSavedLayer(rt: Runtime, dims: LayerDims, rows: number, prob
 }
 
 function jobs(a: number, m: number, list: Array<[keyof LayerMatrices, number, boolean?]>, mats: LayerMatrices): GemmJob[] {
-  return list.map(([p, c, accumulate]) => ({ a, m, packed: mats[p], c, accumulate: accumulate ?? false }));
+  return list.map(([p, c, accumulate]) => ({ a, m, packed: mats[p], pack: mats[p].pack, c, accumulate: accumulate ?? false }));
 }
 
 /**

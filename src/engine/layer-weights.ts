@@ -1,18 +1,22 @@
-// Decoder-layer weights for the steering engine, in the layouts its kernels read.
-//
-// A layer's seven projections are read one at a time as f32 into a reused raw buffer, checked, and
-// packed into 8-column panels (assembly/matmul.ts): packBt for A * W^T (forward and JVP) and, for
-// layers the VJP runs through, packB for A * W (VJP). The raw f32 copy is never kept. Norm weights
-// are small and stay as f32 vectors.
+// Decoder-layer weights for the steering engine, in the layouts its kernels read: the seven
+// projections as packed 8-column panels (assembly/matmul.ts), for A * W^T (forward and JVP) and for
+// A * W (VJP), either packed once and kept or packed per pass from streamed bytes (weight-store.ts);
+// the norm weights as small f32 vectors, always kept.
 import type { Runtime } from "../runtime/runtime.js";
 import { packedFloats, type PackedMatrix } from "../kernels/matmul.js";
+import type { PackSource } from "./parallel-gemm.js";
 import type { Qwen3Config } from "../model/config.js";
 import { WeightError, canReadRows, type TensorSource } from "../model/weights.js";
 
 export const PROJECTIONS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
 export type Projection = (typeof PROJECTIONS)[number];
 
-export type LayerMatrices = Record<Projection, PackedMatrix>;
+/** A projection's panels; `pack` when they are made from stored bytes right before each product. */
+export interface PackedWeight extends PackedMatrix {
+  readonly pack?: PackSource;
+}
+
+export type LayerMatrices = Record<Projection, PackedWeight>;
 
 export interface LayerNorms {
   /** input_layernorm [d] */
@@ -32,6 +36,11 @@ export interface EngineLayer {
   fwd: LayerMatrices;
   /** Packed for C = A * W (VJP); null for layers only run forward. */
   bwd: LayerMatrices | null;
+}
+
+/** The checkpoint name of layer i's projection p. */
+export function tensorName(i: number, p: Projection): string {
+  return `model.layers.${i}.${TENSOR_NAME[p]}`;
 }
 
 const TENSOR_NAME: Record<Projection, string> = {
@@ -56,11 +65,6 @@ export function projectionShape(cfg: Qwen3Config, p: Projection): [number, numbe
     case "up": return [I, d];
     case "down": return [d, I];
   }
-}
-
-/** Floats of the largest projection: the size of the raw buffer loadLayer reads into. */
-export function maxProjectionFloats(cfg: Qwen3Config): number {
-  return Math.max(...PROJECTIONS.map((p) => projectionShape(cfg, p).reduce((a, b) => a * b, 1)));
 }
 
 /** Floats of one layer's projections packed one way. */
@@ -89,7 +93,7 @@ function checkFinite(src: TensorSource, name: string, x: Float32Array): void {
 }
 
 /** Read tensor `name` (expected `shape`) as checked f32 into wasm memory at ptr. */
-export function readTensorInto(rt: Runtime, src: TensorSource, name: string, shape: readonly number[], ptr: number): void {
+function readTensorInto(rt: Runtime, src: TensorSource, name: string, shape: readonly number[], ptr: number): void {
   checkShape(src, name, shape);
   const view = rt.heap.f32(ptr, shape.reduce((a, b) => a * b, 1));
   src.readF32(name, view);
@@ -122,19 +126,6 @@ export function loadLayerNorms(rt: Runtime, cfg: Qwen3Config, src: TensorSource,
     k: loadVector(rt, src, p + "self_attn.k_norm.weight", cfg.headDim),
     post: loadVector(rt, src, p + "post_attention_layernorm.weight", cfg.hiddenSize),
   };
-}
-
-/**
- * Read layer i's projections through `raw` (maxProjectionFloats floats) and pack them into `fwd` and,
- * when given, `bwd` (both from allocLayerMatrices).
- */
-export function packLayerMatrices(rt: Runtime, cfg: Qwen3Config, src: TensorSource, i: number, raw: number, fwd: LayerMatrices, bwd: LayerMatrices | null): void {
-  for (const p of PROJECTIONS) {
-    const [out, inp] = projectionShape(cfg, p);
-    readTensorInto(rt, src, `model.layers.${i}.${TENSOR_NAME[p]}`, [out, inp], raw);
-    rt.k.packBt(raw, out, inp, fwd[p].ptr);
-    if (bwd) rt.k.packB(raw, out, inp, bwd[p].ptr);
-  }
 }
 
 /**

@@ -15,19 +15,36 @@
 import type { Runtime } from "../runtime/runtime.js";
 import { PANEL, type PackedMatrix } from "../kernels/matmul.js";
 
+/**
+ * Where a job's B comes from when it is packed right before the product (streamed weights): the
+ * weight in its stored dtype at `src`, packed by assembly/matmul.ts packPanels with `kind` (layout
+ * and dtype) and row stride `ld` elements. Each thread packs exactly the panels it multiplies, into
+ * `packed.ptr`, so packing needs no synchronisation and gives the panels a resident pack would.
+ */
+export interface PackSource {
+  src: number;
+  kind: number;
+  ld: number;
+}
+
 /** C[m, packed.n] (+)= A[m, packed.k] * B, A rows lda floats apart, C rows ldc floats apart. */
 export interface GemmJob {
   a: number;
   lda?: number;
   packed: PackedMatrix;
+  /** Pack B's panels from here first (into packed.ptr); absent when B is already packed. */
+  pack?: PackSource;
   c: number;
   ldc?: number;
   m: number;
   accumulate?: boolean;
 }
 
-/** Arguments of one raw rt.k.gemmPacked call: a, lda, packed, c, ldc, M, N, K, accumulate. */
-export const SLICE_ARGS = 9;
+/**
+ * Numbers per slice: one raw rt.k.gemmPacked call (a, lda, packed, c, ldc, M, N, K, accumulate),
+ * preceded, when src != 0, by packPanels(src, kind, ld, n0, n0 + N, K, packed) (src, kind, ld, n0).
+ */
+export const SLICE_ARGS = 13;
 
 /** One kernel call: an export of the kernel module (rt.k) and its numeric arguments. */
 export type KernelCall = [name: string, ...args: number[]];
@@ -74,14 +91,18 @@ export function gemmSlices(jobs: readonly GemmJob[], part: number, parts: number
     const n0 = p0 * PANEL;
     const n1 = Math.min(N, p1 * PANEL);
     out.push(j.a, lda, ptr + 4 * n0 * K, j.c + 4 * n0, ldc, j.m, n1 - n0, K, j.accumulate ? 1 : 0);
+    if (j.pack) out.push(j.pack.src, j.pack.kind, j.pack.ld, n0);
+    else out.push(0, 0, 0, 0);
   }
   return out;
 }
 
-/** Run flattened slices on this thread. */
+/** Run flattened slices on this thread (workers/gemm-worker.ts runs them the same way). */
 export function runGemmSlices(rt: Runtime, slices: readonly number[]): void {
   const gemm = rt.k.gemmPacked;
+  const pack = rt.k.packPanels;
   for (let s = 0; s < slices.length; s += SLICE_ARGS) {
+    if (slices[s + 9]) pack(slices[s + 9], slices[s + 10], slices[s + 11], slices[s + 12], slices[s + 12] + slices[s + 6], slices[s + 7], slices[s + 2]);
     gemm(slices[s], slices[s + 1], slices[s + 2], slices[s + 3], slices[s + 4], slices[s + 5], slices[s + 6], slices[s + 7], slices[s + 8]);
   }
 }

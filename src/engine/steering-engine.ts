@@ -1,14 +1,15 @@
-// The steering Jacobian J = d target / d sv (CONTRACT.md section 1) without an autodiff graph: the
-// fast path for solvers. Same quantity as src/jacobian/steering-jacobian.ts, which stays the
-// reference the tests compare against.
+// The steering Jacobian J = d target / d sv (the steering site and target of the README's "What is
+// computed") without an autodiff graph: the fast path for solvers. Same quantity as
+// src/jacobian/steering-jacobian.ts, which stays the reference the tests compare against.
 //
 // Memory plan (one wasm32 memory, 4 GiB):
 //   - Embedding: only the prompts' rows are read (the whole matrix only briefly when the source
 //     cannot read rows).
-//   - Layers 0..S do not depend on sv: each runs ONCE for all prompts, one layer at a time, its
-//     weights packed into a scratch region that the next layer reuses; nothing of them is kept.
-//   - Layers S+1..T: the projections are packed once at load, for A W^T (forward, JVP) and A W (VJP);
-//     the forward at sv0 runs once and keeps what the derivatives read (decoder-layer.ts SavedLayer).
+//   - Layers 0..S do not depend on sv: each runs ONCE for all prompts, one layer at a time, streamed
+//     through weight-store.ts's staging slots; nothing of them is kept.
+//   - Layers S+1..T: resident (packed once at load, both ways) or streamed (read per pass in their
+//     stored dtype, packed per product): weight-store.ts; chosen by the size of the packed layers.
+//     The forward at sv0 runs once and keeps what the derivatives read (decoder-layer.ts SavedLayer).
 // Products:
 //   - J V for a block of n vectors: the n tangents of every prompt are stacked as segments of one
 //     [n sum T_p, d] batch, so each linear layer is one matrix-matrix product (M = n sum T_p) instead
@@ -16,23 +17,23 @@
 //   - J^T U: the batched VJP with the cotangent in the last K rows of each segment (zeros elsewhere);
 //     the result for vector j is the sum over all rows of its segments at layer S+1's input.
 //   - J^T J V: J V, then its non-target rows zeroed and the VJP run on the same buffer.
-// Products are async (the matrix products may run on worker threads) and run one at a time: a
-// product's buffers live in a heap region released when it ends.
+// Products are async (the matrix products may run on worker threads, reads overlap them) and run
+// one at a time: a product's buffers live in a heap region released when it ends.
 import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
-import { checkWeightBudget, type TensorSource } from "../model/weights.js";
+import { MAX_WEIGHT_BYTES, WeightError, type TensorSource } from "../model/weights.js";
 import { ropeTables } from "../kernels/rope.js";
 import { validateSite, type SteeringSite } from "../jacobian/steering-jacobian.js";
 import { resolvePositions, type ResolvedPositions } from "../jacobian/positions.js";
 import {
   allocLayerMatrices,
   loadLayerNorms,
-  maxProjectionFloats,
   packedLayerFloats,
-  packLayerMatrices,
   readEmbeddingRows,
   type EngineLayer,
+  type LayerNorms,
 } from "./layer-weights.js";
+import { LayerStream, layerStreamBytes, yieldToEventLoop } from "./weight-store.js";
 import {
   allocBatchBuffers,
   allocSavedLayer,
@@ -50,13 +51,34 @@ import {
 } from "./decoder-layer.js";
 import { SerialGemm, type ParallelGemm } from "./parallel-gemm.js";
 
+/** How layers S+1..T are held: `auto` picks resident when they fit `residentBudgetBytes`. */
+export type WeightMode = "auto" | "resident" | "stream";
+
+/** Default budget for resident packed layers: the 0.6B shape's 1.7 GiB fits, the 1.7B shape's 6.2 GiB does not. */
+export const DEFAULT_RESIDENT_BUDGET = 2.5 * 2 ** 30;
+
 export interface SteeringEngineOptions {
   /** Where matrix products run (default: this thread). The engine closes it in close(). */
   gemm?: ParallelGemm;
   /** Progress lines (loading), e.g. to stderr. */
   log?: (line: string) => void;
+  /** Resident or streamed layers S+1..T (default auto). */
+  weights?: WeightMode;
+  /** Most bytes `auto` lets resident packed layers take (default DEFAULT_RESIDENT_BUDGET). */
+  residentBudgetBytes?: number;
 }
 
+/** What the engine decided about its weights, and what they cost. */
+export interface WeightPlan {
+  mode: "resident" | "stream";
+  /** Bytes the packed layers S+1..T take when resident (whether or not they are). */
+  residentBytes: number;
+  /** Bytes of the staging slots and packed-panel scratch when streaming. */
+  streamBytes: number;
+}
+
+const GiB = 2 ** 30;
+const fmtGiB = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`);
 
 export class SteeringEngine {
   /** Length of sv (hidden size). */
@@ -71,6 +93,8 @@ export class SteeringEngine {
   products = 0;
   /** Seconds spent building the engine: embedding rows, layers 0..S, packing and forward of S+1..T. */
   readonly loadSeconds: { embedding: number; prefix: number; suffix: number };
+  /** Resident or streamed layers, and their memory. */
+  readonly weightPlan: WeightPlan;
 
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -81,13 +105,17 @@ export class SteeringEngine {
     readonly prompts: readonly (readonly number[])[],
     readonly site: SteeringSite,
     private readonly ctx: LayerContext,
-    private readonly layers: readonly EngineLayer[],
+    private readonly layers: readonly KeptLayer[],
     private readonly saved: readonly SavedLayer[],
     /** Output of layer T [sum T_p, d]. */
     private readonly output: number,
     loadSeconds: { embedding: number; prefix: number; suffix: number },
+    /** The streamed layers' slots (stream mode), else null. */
+    readonly stream: LayerStream | null,
+    weightPlan: WeightPlan,
   ) {
     this.loadSeconds = loadSeconds;
+    this.weightPlan = weightPlan;
     const d = config.hiddenSize;
     this.inputDim = d;
     this.selections = prompts.map((p, i) => resolvePositions(site.positions, p.length, `prompt ${i + 1}`));
@@ -118,15 +146,10 @@ export class SteeringEngine {
     opts: SteeringEngineOptions = {},
   ): Promise<SteeringEngine> {
     validateSite(config, prompts, site);
-    // Layers S+1..T are kept packed both ways; one layer's raw and packed copies serve the prefix.
-    const kept = site.targetLayer - site.sourceLayer;
-    checkWeightBudget(
-      kept * (packedLayerFloats(config, false) + packedLayerFloats(config, true)) + packedLayerFloats(config, false) + maxProjectionFloats(config),
-      `the packed layers ${site.sourceLayer + 1}..${site.targetLayer}`,
-    );
+    const plan = planWeights(config, source, site, opts);
     const start = rt.heap.mark();
     try {
-      return await SteeringEngine.build(rt, config, source, prompts, site, opts);
+      return await SteeringEngine.build(rt, config, source, prompts, site, opts, plan);
     } catch (e) {
       rt.heap.release(start); // a failed load (bad tensor, out of memory) leaves the heap as it was
       throw e;
@@ -140,6 +163,7 @@ export class SteeringEngine {
     prompts: readonly (readonly number[])[],
     site: SteeringSite,
     opts: SteeringEngineOptions,
+    plan: WeightPlan,
   ): Promise<SteeringEngine> {
     const gemm = opts.gemm ?? new SerialGemm(rt);
     const log = opts.log ?? (() => {});
@@ -171,26 +195,37 @@ export class SteeringEngine {
     readEmbeddingRows(rt, config, source, prompts.flat(), h);
     const loadSeconds = { embedding: (performance.now() - t0) / 1000, prefix: 0, suffix: 0 };
 
-    // Kept for the session: packed weights of layers S+1..T, their saved primal, the output of T.
-    const layers: EngineLayer[] = [];
+    // Kept for the session: norms (and, resident, packed weights) of layers S+1..T, their saved
+    // primal, the output of T; streaming, the slots and scratch that every pass reuses.
+    const resident = plan.mode === "resident";
+    const layers: KeptLayer[] = [];
     const saved: SavedLayer[] = [];
     for (let i = S + 1; i <= Tl; i++) {
-      layers.push({ index: i, norms: loadLayerNorms(rt, config, source, i), fwd: allocLayerMatrices(rt, config, false), bwd: allocLayerMatrices(rt, config, true) });
+      const norms = loadLayerNorms(rt, config, source, i);
+      layers.push(resident ? { index: i, norms, fwd: allocLayerMatrices(rt, config, false), bwd: allocLayerMatrices(rt, config, true) } : { index: i, norms, fwd: null, bwd: null });
       saved.push(allocSavedLayer(rt, dims, rows, probFloats));
     }
     const output = saved.length ? heap.allocF32(rows * d) : h;
+    const kept = resident ? null : new LayerStream(rt, config, source, 0, Tl);
+    log(
+      resident
+        ? `engine: weights resident: layers ${S + 1}..${Tl} packed once (${fmtGiB(plan.residentBytes)})`
+        : `engine: weights streamed from the checkpoint each pass in their stored dtype (${fmtGiB(plan.streamBytes)} of slots and panels; resident layers ${S + 1}..${Tl} would take ${fmtGiB(plan.residentBytes)})`,
+    );
 
     const mark = heap.mark();
     try {
-      const raw = heap.allocF32(maxProjectionFloats(config));
-      // Prefix layers 0..S: one scratch layer, reused.
+      // Resident: the slots serve the load only and are released with this scope.
+      const stream = kept ?? new LayerStream(rt, config, source, 0, Tl);
+      // Prefix layers 0..S: streamed, run once.
       const prefixSaved = allocSavedLayer(rt, dims, rows, probFloats, h);
       const prefixMark = heap.mark();
       for (let i = 0; i <= S; i++) {
-        const layer: EngineLayer = { index: i, norms: loadLayerNorms(rt, config, source, i), fwd: allocLayerMatrices(rt, config, false), bwd: null };
-        packLayerMatrices(rt, config, source, i, raw, layer.fwd, null);
+        const staged = await stream.acquire(i, i + 1 <= Tl ? i + 1 : null);
+        const layer: EngineLayer = { index: i, norms: loadLayerNorms(rt, config, source, i), fwd: staged.fwd, bwd: null };
         await layerForward(ctx, layer, prefixSaved, h);
         heap.release(prefixMark);
+        await yieldToEventLoop();
       }
       loadSeconds.prefix = (performance.now() - t0) / 1000 - loadSeconds.embedding;
       log(`engine: layers 0..${S} run once for ${prompts.length} prompt(s) (${loadSeconds.prefix.toFixed(1)} s)`);
@@ -204,15 +239,19 @@ export class SteeringEngine {
       }
       const t1 = performance.now();
       for (let l = 0; l < layers.length; l++) {
-        packLayerMatrices(rt, config, source, layers[l]!.index, raw, layers[l]!.fwd, layers[l]!.bwd);
-        await layerForward(ctx, layers[l]!, saved[l]!, l + 1 < saved.length ? saved[l + 1]!.hIn : output);
+        const kl = layers[l]!;
+        const staged = await stream.acquire(kl.index, l + 1 < layers.length ? kl.index + 1 : kl.index - 1);
+        if (resident) await stream.packInto(gemm, staged, kl.fwd!, kl.bwd);
+        const w: EngineLayer = { index: kl.index, norms: kl.norms, fwd: resident ? kl.fwd! : staged.fwd, bwd: null };
+        await layerForward(ctx, w, saved[l]!, l + 1 < saved.length ? saved[l + 1]!.hIn : output);
+        await yieldToEventLoop();
       }
       loadSeconds.suffix = (performance.now() - t1) / 1000;
-      if (layers.length) log(`engine: layers ${S + 1}..${Tl} packed and run at sv0 (${loadSeconds.suffix.toFixed(1)} s)`);
+      if (layers.length) log(`engine: layers ${S + 1}..${Tl} ${resident ? "packed and " : ""}run at sv0 (${loadSeconds.suffix.toFixed(1)} s)`);
     } finally {
       heap.release(mark);
     }
-    return new SteeringEngine(rt, config, prompts, site, ctx, layers, saved, output, loadSeconds);
+    return new SteeringEngine(rt, config, prompts, site, ctx, layers, saved, output, loadSeconds, kept, plan);
   }
 
   /** Target activations per prompt at sv0 (selected rows, weights applied; K*d each for the last K). */
@@ -413,6 +452,20 @@ export class SteeringEngine {
     });
   }
 
+  /**
+   * Layer l (0 = layer S+1) with its weights in reach: resident as kept, or streamed (waits for its
+   * read and starts reading `next`, the layer the pass needs after it). Yields to the event loop first,
+   * so a signal or an I/O callback is handled between layers even when every product runs on this thread.
+   */
+  private async weightsOf(l: number, next: number | null): Promise<EngineLayer> {
+    await yieldToEventLoop();
+    const kl = this.layers[l]!;
+    if (!this.stream) return { index: kl.index, norms: kl.norms, fwd: kl.fwd!, bwd: kl.bwd };
+    const nextIndex = next === null || next < 0 || next >= this.layers.length ? null : this.layers[next]!.index;
+    const staged = await this.stream.acquire(kl.index, nextIndex);
+    return { index: kl.index, norms: kl.norms, fwd: staged.fwd, bwd: staged.bwd };
+  }
+
   /** Tangents th (entering layer S+1) -> target rows' tangents in targets.buf. */
   private async jvp(b: Batch): Promise<void> {
     const L = this.layers.length;
@@ -421,7 +474,9 @@ export class SteeringEngine {
       return;
     }
     for (let l = 0; l < L; l++) {
-      await layerJvp(this.ctx, this.layers[l]!, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
+      // After the last layer the VJP turns around: it starts at L-1 (held) and then needs L-2.
+      const w = await this.weightsOf(l, l + 1 < L ? l + 1 : L - 2);
+      await layerJvp(this.ctx, w, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
     }
   }
 
@@ -434,9 +489,42 @@ export class SteeringEngine {
       return;
     }
     for (let l = L - 1; l >= 0; l--) {
-      await layerVjp(this.ctx, this.layers[l]!, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
+      // After layer 0 the next product's JVP starts at 0 (held) and then needs 1.
+      const w = await this.weightsOf(l, l > 0 ? l - 1 : 1);
+      await layerVjp(this.ctx, w, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
     }
   }
+}
+
+/** A layer of S+1..T: norms always, packed matrices when resident (null when streamed). */
+interface KeptLayer {
+  index: number;
+  norms: LayerNorms;
+  fwd: EngineLayer["fwd"] | null;
+  bwd: EngineLayer["bwd"];
+}
+
+/**
+ * Resident or streamed, and the memory of each. Refuses (WeightError, one line naming --weights) what
+ * cannot fit the 4 GiB wasm32 memory, before anything is loaded.
+ */
+export function planWeights(config: Qwen3Config, source: TensorSource, site: SteeringSite, opts: SteeringEngineOptions): WeightPlan {
+  const S = site.sourceLayer, Tl = site.targetLayer;
+  const residentBytes = 4 * (Tl - S) * (packedLayerFloats(config, false) + packedLayerFloats(config, true));
+  const streamBytes = layerStreamBytes(config, source, 0, Tl);
+  const want = opts.weights ?? "auto";
+  const budget = opts.residentBudgetBytes ?? DEFAULT_RESIDENT_BUDGET;
+  const mode = want === "auto" ? (residentBytes <= budget ? "resident" : "stream") : want;
+  // Resident loads also need the slots during the load.
+  const need = mode === "resident" ? residentBytes + streamBytes : streamBytes;
+  if (need > MAX_WEIGHT_BYTES) {
+    throw new WeightError(
+      mode === "resident"
+        ? `model too large for memory: the packed layers ${S + 1}..${Tl} need ${fmtGiB(residentBytes)} as f32, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB); use --weights stream (or leave --weights at auto)`
+        : `model too large for memory: streaming needs ${fmtGiB(streamBytes)} for two layers of stored weights and one layer's packed panels, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB)`,
+    );
+  }
+  return { mode, residentBytes, streamBytes };
 }
 
 interface Batch {

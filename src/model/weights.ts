@@ -32,11 +32,11 @@ export const MAX_WEIGHT_BYTES = 3.5 * 2 ** 30;
  * Refuse up front rather than fail half-way: wasm32 addresses 4 GiB, and activations need room too.
  * `what` says which weights (for the message).
  */
-export function checkWeightBudget(floats: number, what: string): void {
+export function checkWeightBudget(floats: number, what: string, advice = "use a lower --target-layer or a smaller model"): void {
   if (floats * 4 > MAX_WEIGHT_BYTES) {
     throw new WeightError(
       `model too large for memory: ${what} need ${((floats * 4) / 2 ** 30).toFixed(2)} GiB as f32, ` +
-        `more than the ${(MAX_WEIGHT_BYTES / 2 ** 30).toFixed(1)} GiB jacsteer allows for weights in one wasm32 memory (4 GiB); use a lower --target-layer or a smaller model`,
+        `more than the ${(MAX_WEIGHT_BYTES / 2 ** 30).toFixed(1)} GiB jacsteer allows for weights in one wasm32 memory (4 GiB); ${advice}`,
     );
   }
 }
@@ -93,14 +93,14 @@ function loadOne(ctx: AutodiffContext, src: TensorSource, name: string, shape: n
  * Load layers [0, layers) and, with `head`, the final norm and LM head. Layers past the last one a
  * computation needs are never read: a Jacobian up to layer T loads T + 1 layers.
  */
-export function loadQwen3Weights(ctx: AutodiffContext, cfg: Qwen3Config, src: TensorSource, opts: { layers?: number; head?: boolean } = {}): Qwen3Weights {
+export function loadQwen3Weights(ctx: AutodiffContext, cfg: Qwen3Config, src: TensorSource, opts: { layers?: number; head?: boolean; advice?: string } = {}): Qwen3Weights {
   const layers = opts.layers ?? cfg.numLayers;
   if (layers > cfg.numLayers) throw new WeightError(`asked for ${layers} layers, the model has ${cfg.numLayers}`);
   const shapes = qwen3TensorShapes(cfg, layers);
   let floats = 0;
   for (const sh of shapes.values()) floats += sh.reduce((a, b) => a * b, 1);
   if (opts.head) floats += cfg.hiddenSize * (1 + (cfg.tieWordEmbeddings ? 0 : cfg.vocabSize));
-  checkWeightBudget(floats, `layers 0..${layers - 1}`);
+  checkWeightBudget(floats, `layers 0..${layers - 1}`, opts.advice);
   const get = (name: string) => loadOne(ctx, src, name, shapes.get(name)!);
   const embed = get("model.embed_tokens.weight");
   const out: LayerWeights[] = [];

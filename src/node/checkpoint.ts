@@ -4,6 +4,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { parseQwen3Config, ConfigError, type Qwen3Config } from "../model/config.js";
 import type { RowReadableTensorSource } from "../model/weights.js";
+import type { StreamableTensorSource } from "../engine/weight-store.js";
 import { openSafetensorsFile } from "./safetensors-file.js";
 import type { SafetensorsReader } from "../safetensors/reader.js";
 
@@ -20,8 +21,11 @@ export interface Checkpoint {
   name: string;
   config: Qwen3Config;
   rawConfig: Record<string, unknown>;
-  /** Tensors by name; row reads let the engine take only the prompts' embedding rows. */
-  tensors: RowReadableTensorSource;
+  /**
+   * Tensors by name; row reads let the engine take only the prompts' embedding rows, raw reads let
+   * it stream layers in their stored dtype.
+   */
+  tensors: RowReadableTensorSource & StreamableTensorSource;
   close(): void;
 }
 
@@ -79,7 +83,7 @@ export function openCheckpoint(dirArg: string): Checkpoint {
   };
   const fileOf = (name: string): string | undefined => (where.size ? where.get(name) : single);
 
-  const tensors: RowReadableTensorSource = {
+  const tensors: RowReadableTensorSource & StreamableTensorSource = {
     describe: (name) => fileOf(name) ?? indexPath,
     has: (name) => {
       const f = fileOf(name);
@@ -91,6 +95,8 @@ export function openCheckpoint(dirArg: string): Checkpoint {
     shape: (name) => readerFor(fileOf(name)!).info(name).shape.slice(),
     readF32: (name, dst) => readerFor(fileOf(name)!).readF32(name, dst),
     readRowsF32: (name, row0, rows, dst) => readerFor(fileOf(name)!).readRowsF32(name, row0, rows, dst),
+    dtype: (name) => readerFor(fileOf(name)!).info(name).dtype,
+    readRaw: (name, dst) => readerFor(fileOf(name)!).readRawInto(name, dst),
   };
   return {
     dir,

@@ -2,7 +2,7 @@
 // above 2 GiB, and a 0.6B BF16 checkpoint is 1.2 GB) and atomic writes (a temporary file in the same
 // directory, renamed over the target only once complete, so a failed run leaves nothing half-written).
 
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, read, readSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { SafetensorsError } from "../safetensors/errors.js";
 import { SafetensorsReader, type ByteSource } from "../safetensors/reader.js";
@@ -40,6 +40,37 @@ export class FileByteSource implements ByteSource {
       }
       done += n;
     }
+  }
+
+  /**
+   * Like read, off the main thread (libuv's pool), so it overlaps computation. Before reading, the
+   * file is looked up again by path: a shard deleted, replaced or truncated during a long run is an
+   * error naming it, not a run that silently goes on with what the open descriptor still sees.
+   */
+  async readAsync(offset: number, length: number, into: Uint8Array): Promise<void> {
+    if (this.fd === undefined) throw new SafetensorsError(this.path, "read after close");
+    this.checkUnchanged();
+    const fd = this.fd;
+    let done = 0;
+    while (done < length) {
+      // One call reads at most 2 GiB - 1; stay well below.
+      const want = Math.min(length - done, 1 << 30);
+      const n = await new Promise<number>((resolve, reject) =>
+        read(fd, into, done, want, offset + done, (err, bytes) => (err ? reject(new SafetensorsError(this.path, `read failed (${err.code ?? err.message})`)) : resolve(bytes))),
+      );
+      if (n === 0) throw new SafetensorsError(this.path, `unexpected end of file at byte ${offset + done} (file changed while reading?)`);
+      done += n;
+    }
+  }
+
+  private checkUnchanged(): void {
+    let size: number;
+    try {
+      size = statSync(this.path).size;
+    } catch (e) {
+      throw new SafetensorsError(this.path, `disappeared during the run (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (size !== this.size) throw new SafetensorsError(this.path, `changed size during the run (${this.size} bytes when opened, ${size} now)`);
   }
 
   close(): void {

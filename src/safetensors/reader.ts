@@ -14,6 +14,8 @@ export interface ByteSource {
   readonly size: number;
   /** Copy bytes [offset, offset + length) into into[0, length); throws if they cannot all be read. */
   read(offset: number, length: number, into: Uint8Array): void;
+  /** The same, asynchronously (may overlap computation); sources without it answer with `read`. */
+  readAsync?(offset: number, length: number, into: Uint8Array): Promise<void>;
   close?(): void;
 }
 
@@ -156,6 +158,27 @@ export class SafetensorsReader {
       decode(new Uint16Array(scratch.buffer, scratch.byteOffset, len / 2), out.subarray(off / 2, (off + len) / 2));
     }
     return out;
+  }
+
+  /**
+   * The stored little-endian bytes of `tensor` into `into` (exactly its byte size), asynchronously
+   * where the source can: how streamed weights reach wasm memory without a conversion in JavaScript.
+   */
+  async readRawInto(tensor: string, into: Uint8Array): Promise<void> {
+    const t = this.info(tensor);
+    const total = t.end - t.begin;
+    if (into.length !== total) throw new SafetensorsError(this.name, `destination holds ${into.length} bytes but the tensor has ${total}`, tensor);
+    if (!littleEndian) throw new SafetensorsError(this.name, "reading needs a little-endian host", tensor);
+    if (!this.source.readAsync) {
+      this.readRange(t.begin, total, into, tensor);
+      return;
+    }
+    try {
+      await this.source.readAsync(t.begin, total, into);
+    } catch (e) {
+      if (e instanceof SafetensorsError) throw e;
+      throw new SafetensorsError(this.name, `read of bytes [${t.begin}, ${t.end}) failed: ${(e as Error).message}`, tensor);
+    }
   }
 
   /** The raw little-endian bytes of `tensor`, any dtype. */

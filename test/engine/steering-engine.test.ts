@@ -231,16 +231,27 @@ describe("loading", async () => {
     await expect(e.applyJ([new Float32Array(5)])).rejects.toThrow(/vector 0 has length 5, expected 32/);
   });
 
-  it("a failed load leaves the heap as it was", async () => {
+  it("a failed load leaves the heap as it was (NaN in a weight read as f32, or streamed as stored BF16)", async () => {
+    const { readRaw: _raw, dtype: _dtype, ...f32Only } = ckpt.tensors;
     const broken: TensorSource = {
-      ...ckpt.tensors,
+      ...f32Only,
       readF32: (name, dst) => {
         ckpt.tensors.readF32(name, dst);
         if (name === "model.layers.1.mlp.up_proj.weight") dst[7] = NaN;
       },
     };
+    const brokenRaw = {
+      ...ckpt.tensors,
+      readRaw: async (name: string, dst: Uint8Array) => {
+        await ckpt.tensors.readRaw(name, dst);
+        if (name === "model.layers.1.mlp.up_proj.weight") new DataView(dst.buffer, dst.byteOffset + 2 * 7, 2).setUint16(0, 0x7fc0, true);
+      },
+    };
     const used = rt.heap.usedBytes;
-    await expect(SteeringEngine.create(rt, ckpt.config, broken, prompts, site)).rejects.toThrow(/model.layers.1.mlp.up_proj.weight.*non-finite value \(NaN\) at flat index 7/);
-    expect(rt.heap.usedBytes).toBe(used);
+    for (const weights of ["resident", "stream"] as const) {
+      await expect(SteeringEngine.create(rt, ckpt.config, broken, prompts, site, { weights })).rejects.toThrow(/model.layers.1.mlp.up_proj.weight.*non-finite value \(NaN\) at flat index 7/);
+      await expect(SteeringEngine.create(rt, ckpt.config, brokenRaw, prompts, site, { weights })).rejects.toThrow(/model.layers.1.mlp.up_proj.weight.*non-finite value \(NaN\) at flat index 7/);
+      expect(rt.heap.usedBytes).toBe(used);
+    }
   });
 });

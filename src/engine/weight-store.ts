@@ -1,0 +1,268 @@
+// Where the steering engine's decoder-layer weights live between products, and how a layer's seven
+// projections reach the matrix products. Two modes, chosen by the engine (printed; `--weights`
+// overrides):
+//
+//  - resident: layers S+1..T are packed once at load into f32 panels both ways (A W^T for the forward
+//    pass and the JVP, A W for the VJP): 8 bytes per weight, the fastest products. For models whose
+//    kept layers fit (the 0.6B shape: 1.7 GiB for layers 7..20).
+//  - stream: nothing of layers S+1..T is kept. Every pass reads each layer's projections from the
+//    checkpoint in their stored dtype (BF16 stays 2 bytes) into one of two staging slots, and every
+//    matrix product packs the panels it multiplies right before multiplying them, on the thread that
+//    multiplies them (parallel-gemm.ts PackSource). Memory: two layers of stored bytes plus one
+//    dispatch's packed panels, whatever the model's size (the 14B shape: 2 x 660 MB + 713 MB).
+//
+// In both modes layers 0..S (run once) go through the slots, and the packed panels are made by the
+// same kernel (assembly/matmul.ts packPanels) from the same bytes, so the two modes give bitwise the
+// same products.
+//
+// Reads overlap computation: while layer i computes from one slot, the next layer the pass needs is
+// read into the other. A pass that turns around (the JVP ends at layer T, the VJP starts there) finds
+// its first two layers still in the slots, so a product J^T J V reads 2 (T - S) - 2 layers, not 2 (T - S).
+import type { Runtime } from "../runtime/runtime.js";
+import type { Qwen3Config } from "../model/config.js";
+import { WeightError, type TensorSource } from "../model/weights.js";
+import { packedFloats } from "../kernels/matmul.js";
+import type { ParallelGemm, KernelTask, PackSource } from "./parallel-gemm.js";
+import { PROJECTIONS, projectionShape, tensorName, type LayerMatrices, type PackedWeight, type Projection } from "./layer-weights.js";
+import { decodeBf16, decodeF16 } from "../safetensors/float16.js";
+
+/** A TensorSource that can hand over a tensor's stored bytes without converting them, asynchronously. */
+export interface StreamableTensorSource extends TensorSource {
+  /** Stored dtype of `name` (safetensors spelling: "F32", "BF16", "F16", ...). */
+  dtype(name: string): string;
+  /**
+   * The stored little-endian bytes of `name` into dst (dst.length = its byte size). dst may be a view
+   * of the shared wasm memory; the read may run while other threads compute on other addresses.
+   */
+  readRaw(name: string, dst: Uint8Array): Promise<void>;
+}
+
+export function canStream(src: TensorSource): src is StreamableTensorSource {
+  const s = src as Partial<StreamableTensorSource>;
+  return typeof s.readRaw === "function" && typeof s.dtype === "function";
+}
+
+/** assembly/matmul.ts packPanels codes. */
+const PACK_BT = 0, PACK_B = 1;
+const DTYPE_CODE: Record<string, number> = { F32: 0, BF16: 1, F16: 2 };
+const DTYPE_BYTES = [4, 2, 2];
+
+/** Where each projection of a staged layer sits in its slot, and its dtype code. */
+interface SlotEntry {
+  offset: number;
+  dtype: number;
+  out: number;
+  inp: number;
+}
+
+/** The floats the packed panels of one dispatch need, per projection offset (fwd and bwd layouts). */
+function scratchLayout(cfg: Qwen3Config): { fwd: Record<Projection, number>; bwd: Record<Projection, number>; floats: number } {
+  // Projections multiplied in one dispatch (decoder-layer.ts) need panels at the same time; the
+  // others reuse the space. Forward and JVP: [q k v] [o] [gate up] [down]; VJP: [down] [gate up] [o] [q k v].
+  const groups: Projection[][] = [["q", "k", "v"], ["o"], ["gate", "up"], ["down"]];
+  let floats = 0;
+  const layout = (bwd: boolean) => {
+    const off = {} as Record<Projection, number>;
+    for (const g of groups) {
+      let at = 0;
+      for (const p of g) {
+        const [out, inp] = projectionShape(cfg, p);
+        off[p] = at;
+        at += bwd ? packedFloats(inp, out) : packedFloats(out, inp);
+      }
+      floats = Math.max(floats, at);
+    }
+    return off;
+  };
+  return { fwd: layout(false), bwd: layout(true), floats };
+}
+
+/**
+ * Bytes of layer i's projections as stored (as f32 where the source cannot hand over stored bytes).
+ * `check` verifies presence and shapes (when reading); planning needs only the config and dtypes.
+ */
+function slotLayout(cfg: Qwen3Config, src: TensorSource, i: number, check = true): { entries: Record<Projection, SlotEntry>; bytes: number } {
+  const entries = {} as Record<Projection, SlotEntry>;
+  let bytes = 0;
+  for (const p of PROJECTIONS) {
+    const name = tensorName(i, p);
+    const [out, inp] = projectionShape(cfg, p);
+    if (check) checkProjection(src, name, out, inp);
+    let dtype = 0;
+    if (canStream(src) && (check || src.has(name))) {
+      const dt = src.dtype(name);
+      const code = DTYPE_CODE[dt];
+      if (code === undefined) throw new WeightError(`tensor "${name}" in ${src.describe(name)} has dtype ${dt}; jacsteer reads F32, BF16 and F16`);
+      dtype = code;
+    }
+    entries[p] = { offset: bytes, dtype, out, inp };
+    bytes += Math.ceil((out * inp * DTYPE_BYTES[dtype]!) / 64) * 64;
+  }
+  return { entries, bytes };
+}
+
+function checkProjection(src: TensorSource, name: string, out: number, inp: number): void {
+  if (!src.has(name)) throw new WeightError(`missing tensor "${name}" in ${src.describe(name)}`);
+  const got = src.shape(name);
+  if (got.length !== 2 || got[0] !== out || got[1] !== inp) {
+    throw new WeightError(`tensor "${name}" in ${src.describe(name)} has shape [${got.join(", ")}], expected [${out}, ${inp}]`);
+  }
+}
+
+interface Slot {
+  ptr: number;
+  /** Layer held (or being read), -1 when empty. */
+  layer: number;
+  /** Settles when the read of `layer` has finished (rejects if it failed). */
+  ready: Promise<void>;
+  entries: Record<Projection, SlotEntry> | null;
+}
+
+/** Matrices of one staged layer: pack sources in a slot, panels in the shared scratch. */
+export interface StagedLayer {
+  fwd: LayerMatrices;
+  bwd: LayerMatrices;
+}
+
+/** Bytes a LayerStream over layers [first, last] allocates. */
+export function layerStreamBytes(cfg: Qwen3Config, src: TensorSource, first: number, last: number): number {
+  let slot = 0;
+  for (let i = first; i <= last; i++) slot = Math.max(slot, slotLayout(cfg, src, i, false).bytes);
+  return 2 * slot + 4 * scratchLayout(cfg).floats;
+}
+
+/** Yield to the event loop (not just the microtask queue): lets signals, I/O callbacks and timers run between layers. */
+export function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (f: () => void) => unknown };
+  return new Promise((resolve) => (g.setImmediate ? g.setImmediate(resolve) : setTimeout(resolve, 0)));
+}
+
+/**
+ * Two staging slots of stored layer bytes over layers [first, last] and the packed-panel scratch.
+ * Allocated on rt.heap by the constructor (the caller owns the heap region).
+ */
+export class LayerStream {
+  private readonly slots: Slot[];
+  private readonly scratch: number;
+  private readonly scratchOffsets: ReturnType<typeof scratchLayout>;
+  private readonly checked = new Set<number>();
+  /** Layer reads done (a layer's seven projections count one) and their bytes. */
+  reads = 0;
+  bytesRead = 0;
+  /** Seconds the computation waited for a read to finish. */
+  waitSeconds = 0;
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly cfg: Qwen3Config,
+    private readonly src: TensorSource,
+    readonly first: number,
+    readonly last: number,
+  ) {
+    let slotBytes = 0;
+    for (let i = first; i <= last; i++) slotBytes = Math.max(slotBytes, slotLayout(cfg, src, i, false).bytes);
+    this.scratchOffsets = scratchLayout(cfg);
+    this.slots = [0, 1].map(() => ({ ptr: rt.heap.alloc(slotBytes), layer: -1, ready: Promise.resolve(), entries: null }));
+    this.scratch = rt.heap.allocF32(this.scratchOffsets.floats);
+  }
+
+  /**
+   * Layer i's weights, staged (waits for its read); then starts reading `next` (when given and not
+   * already held) into the other slot. The matrices are valid until the next acquire.
+   */
+  async acquire(i: number, next: number | null): Promise<StagedLayer> {
+    if (i < this.first || i > this.last) throw new Error(`layer ${i} outside the streamed range ${this.first}..${this.last}`);
+    let slot = this.slots.find((s) => s.layer === i);
+    if (!slot) {
+      slot = this.slots[0]!.layer === -1 ? this.slots[0]! : this.slots.find((s) => s.layer !== next) ?? this.slots[0]!;
+      this.startRead(slot, i);
+    }
+    const t0 = performance.now();
+    await slot.ready;
+    this.waitSeconds += (performance.now() - t0) / 1000;
+    if (next !== null && next !== i && next >= this.first && next <= this.last && !this.slots.some((s) => s.layer === next)) {
+      this.startRead(this.slots.find((s) => s !== slot)!, next);
+    }
+    return this.matrices(slot);
+  }
+
+  /** Pack a staged layer's panels into resident buffers (fwd, and bwd when given), over the threads. */
+  async packInto(gemm: ParallelGemm, staged: StagedLayer, fwd: LayerMatrices, bwd: LayerMatrices | null): Promise<void> {
+    const tasks: KernelTask[] = [];
+    const parts = Math.max(1, gemm.threads * 4);
+    const add = (from: PackedWeight, to: PackedWeight) => {
+      const { src, kind, ld } = from.pack!;
+      const panels = Math.ceil(to.n / 8);
+      for (let part = 0; part < parts; part++) {
+        const p0 = Math.floor((part * panels) / parts), p1 = Math.floor(((part + 1) * panels) / parts);
+        if (p1 <= p0) continue;
+        const n0 = 8 * p0, n1 = Math.min(to.n, 8 * p1);
+        tasks.push([["packPanels", src, kind, ld, n0, n1, to.k, to.ptr + 4 * n0 * to.k]]);
+      }
+    };
+    for (const p of PROJECTIONS) {
+      add(staged.fwd[p], fwd[p]);
+      if (bwd) add(staged.bwd[p], bwd[p]);
+    }
+    // Packing moves 6-12 bytes per weight: far above the 8 MFLOP threshold for any real layer.
+    await gemm.runTasks(tasks, 1e9);
+  }
+
+  private matrices(slot: Slot): StagedLayer {
+    const fwd = {} as LayerMatrices, bwd = {} as LayerMatrices;
+    for (const p of PROJECTIONS) {
+      const e = slot.entries![p];
+      const src = slot.ptr + e.offset;
+      const packF: PackSource = { src, kind: PACK_BT | (e.dtype << 1), ld: e.inp };
+      const packB: PackSource = { src, kind: PACK_B | (e.dtype << 1), ld: e.inp };
+      fwd[p] = { ptr: this.scratch + 4 * this.scratchOffsets.fwd[p], n: e.out, k: e.inp, pack: packF };
+      bwd[p] = { ptr: this.scratch + 4 * this.scratchOffsets.bwd[p], n: e.inp, k: e.out, pack: packB };
+    }
+    return { fwd, bwd };
+  }
+
+  private startRead(slot: Slot, i: number): void {
+    const previous = slot.ready.catch(() => undefined); // a failed read of another layer is that layer's problem
+    slot.layer = i;
+    slot.entries = null;
+    slot.ready = previous.then(() => this.read(slot, i));
+    slot.ready.catch(() => {
+      if (slot.layer === i) slot.layer = -1; // not held: a later acquire reads it again (and fails again)
+    });
+  }
+
+  private async read(slot: Slot, i: number): Promise<void> {
+    const { entries, bytes } = slotLayout(this.cfg, this.src, i);
+    const src = this.src;
+    for (const p of PROJECTIONS) {
+      const e = entries[p];
+      const name = tensorName(i, p);
+      const n = e.out * e.inp;
+      const ptr = slot.ptr + e.offset;
+      if (canStream(src)) {
+        await src.readRaw(name, new Uint8Array(this.rt.memory.buffer, ptr, n * DTYPE_BYTES[e.dtype]!));
+      } else {
+        src.readF32(name, this.rt.heap.f32(ptr, n));
+      }
+      // Checked once per layer: a NaN weight is a broken checkpoint, and the same bytes come back each pass.
+      if (!this.checked.has(i)) {
+        const bad = this.rt.k.firstNonFinite(ptr, e.dtype, n) as number;
+        if (bad >= 0) {
+          throw new WeightError(`tensor "${name}" in ${src.describe(name)} has a non-finite value (${this.valueAt(ptr, e.dtype, bad)}) at flat index ${bad}`);
+        }
+      }
+    }
+    this.checked.add(i);
+    slot.entries = entries;
+    this.reads++;
+    this.bytesRead += bytes;
+  }
+
+  private valueAt(ptr: number, dtype: number, i: number): number {
+    if (dtype === 0) return this.rt.heap.f32(ptr + 4 * i, 1)[0]!;
+    const h = new Uint16Array(this.rt.memory.buffer, ptr + 2 * i, 1);
+    const out = new Float32Array(1);
+    (dtype === 1 ? decodeBf16 : decodeF16)(h, out);
+    return out[0]!;
+  }
+}
