@@ -16,8 +16,9 @@
 // same products.
 //
 // Reads overlap computation: while layer i computes from one slot, the next layer the pass needs is
-// read into the other. A pass that turns around (the JVP ends at layer T, the VJP starts there) finds
-// its first two layers still in the slots, so a product J^T J V reads 2 (T - S) - 2 layers, not 2 (T - S).
+// read into the other. A pass that turns around (the JVP ends at layer T, the VJP starts there; the
+// next JVP starts where the VJP ended) finds its first two layers still in the slots, so a product
+// J^T J V reads 2 (T - S) - 4 layers, not 2 (T - S).
 import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
 import { WeightError, type TensorSource } from "../model/weights.js";

@@ -51,6 +51,28 @@ describe("jacsteer power-iter", () => {
     summary.singular_values.forEach((s: number, i: number) => expect(Math.abs(s - exact[i]) / exact[i]).toBeLessThan(1e-4));
   });
 
+  it("--weights stream and --weights resident write bitwise identical vector files (1 and 2 threads), and auto says which it chose", () => {
+    const base = ["power-iter", "--model", ck.dir, "--tokens", "1,2,3,4,5,6", "--tokens", "7,8,9,10", "--source-layer", "0", "--target-layer", "1", "--num-vectors", "3", "--tol", "1e-6"];
+    const tensors = (file: string) => {
+      const r = openSafetensorsFile(file);
+      const out = ["vectors", "singular_values", "residuals"].map((t) => Buffer.from(r.readBytes(t)).toString("hex"));
+      r.close();
+      return out;
+    };
+    let ref: string[] | undefined;
+    for (const threads of ["1", "2"]) {
+      for (const weights of ["resident", "stream"]) {
+        const out = join(tempDir(), `${weights}-${threads}.safetensors`);
+        const r = jacsteer([...base, "--threads", threads, "--weights", weights, "--out", out]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).toMatch(weights === "stream" ? /weights streamed from the checkpoint/ : /weights resident/);
+        ref ??= tensors(out);
+        expect(tensors(out)).toEqual(ref);
+      }
+    }
+    expect(jacsteer(base).stderr).toMatch(/engine: weights resident: layers 1\.\.1 packed once/);
+  });
+
   it("both methods give the same singular values", () => {
     const run = (m: string) => JSON.parse(jacsteer(["power-iter", "--model", ck.dir, "--tokens", "4,3,2,1,0,5", "--source-layer", "0", "--target-layer", "1", "--num-vectors", "2", "--method", m, "--tol", "1e-7", "--max-iters", "300", "--json"]).stdout);
     const a = run("jvp"), b = run("double-vjp");
@@ -149,6 +171,16 @@ describe("bad input: exit 1, one clear line, no partial output", () => {
     const p = join(dir, "model.safetensors");
     writeFileSync(p, readFileSync(p).subarray(0, 1000));
     expectInputError([...base, "--model", dir], /model\.safetensors/);
+  });
+  it("--weights: a bad mode, or with an autodiff method", () => {
+    expectInputError([...base, "--weights", "mmap"], /--weights mmap: expected one of auto, resident, stream/);
+    expectInputError([...base, "--weights", "stream", "--method", "jvp"], /--weights applies to --method lanczos and power/);
+  });
+  it("the autodiff reference methods above their memory limit name --method lanczos", () => {
+    const dir = copyCheckpoint();
+    const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, hidden_size: 8192, intermediate_size: 65536, vocab_size: 151936, head_dim: 128, num_attention_heads: 64, num_key_value_heads: 8 }));
+    expectInputError([...base, "--model", dir, "--method", "double-vjp"], /model too large for memory.*use --method lanczos, which streams the weights/);
   });
   it("a model too large for memory", () => {
     const dir = copyCheckpoint();

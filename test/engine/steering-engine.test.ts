@@ -255,3 +255,88 @@ describe("loading", async () => {
     }
   });
 });
+
+describe("streamed weights (read per pass in the stored dtype) against resident ones", () => {
+  const built = existsSync(defaultWorkerFile());
+  for (const dtype of ["BF16", "F16", "F32"] as const) {
+    describe.runIf(built)(`${dtype}: bitwise identical for 1, 2 and 3 threads, products in any order`, async () => {
+      const c = cases[2]!; // 4 layers, GQA 4, odd hidden 33, three prompts, sv0 != 0
+      const ck = writeTempCheckpoint(c.shape, { seed: 21, dtype, shards: 2 });
+      cleanup.push(ck);
+      const { rt, ckpt } = await loadTestModel(ck.dir, { head: false });
+      const site = { ...c.site(ckpt.config.hiddenSize), sourceLayer: 0, targetLayer: 3 };
+      const V = block(31, 3, ckpt.config.hiddenSize);
+      const make = async (threads: number, weights: "resident" | "stream") => {
+        const gemm = await createParallelGemm(rt, threads, { minParallelFlops: 0 });
+        const e = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, c.prompts, site, { gemm, weights });
+        engines.push(e);
+        return e;
+      };
+      const resident = await make(1, "resident");
+      expect(resident.weightPlan.mode).toBe("resident");
+      const refTargets = resident.targets();
+      const refN = await resident.normalProducts(V);
+      const refJ = await resident.applyJ(V);
+      const Ut = refJ.slice(0, 2).map((j, i) => Float32Array.from(j, (x, k) => x * (1 + 0.1 * i) + (k % 3)));
+      const refJt = await resident.applyJt(Ut);
+
+      for (const threads of [1, 2, 3]) {
+        it(`${threads} thread(s): targets, J^T J V (twice: the slots carry over between products), J V, J^T U`, async () => {
+          const s = await make(threads, "stream");
+          expect(s.weightPlan.mode).toBe("stream");
+          expect(s.stream).not.toBeNull();
+          expect(s.targets()).toEqual(refTargets);
+          expect(await s.normalProducts(V)).toEqual(refN);
+          // Layers 1..3 each pass; each pass starts on the two layers the last one ended with, so a
+          // product reads 2 * 3 - 4 layers (the third, then the first).
+          const reads0 = s.stream!.reads;
+          expect(await s.normalProducts(V)).toEqual(refN);
+          expect(s.stream!.reads - reads0).toBe(2 * 3 - 4);
+          expect(await s.applyJ(V)).toEqual(refJ);
+          expect(await s.applyJt(Ut)).toEqual(refJt);
+          if (threads > 1) {
+            const r = await make(threads, "resident");
+            expect(await r.normalProducts(V)).toEqual(refN);
+          }
+        });
+      }
+    });
+  }
+
+  it("auto picks stream when the packed layers exceed the budget, and says so", async () => {
+    const ck = writeTempCheckpoint(SMALL_SHAPE, { seed: 22, dtype: "BF16" });
+    cleanup.push(ck);
+    const { rt, ckpt } = await loadTestModel(ck.dir, { head: false });
+    const site = { sourceLayer: 0, targetLayer: 1, positions: 2 };
+    const lines: string[] = [];
+    const small = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, [[1, 2, 3]], site, { residentBudgetBytes: 1000, log: (l) => lines.push(l) });
+    const big = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, [[1, 2, 3]], site, { log: (l) => lines.push(l) });
+    engines.push(small, big);
+    expect(small.weightPlan.mode).toBe("stream");
+    expect(big.weightPlan.mode).toBe("resident");
+    expect(small.weightPlan.residentBytes).toBe(big.weightPlan.residentBytes);
+    expect(lines.some((l) => /weights streamed from the checkpoint/.test(l))).toBe(true);
+    expect(lines.some((l) => /weights resident/.test(l))).toBe(true);
+  });
+
+  it("a shard deleted or truncated during a streamed run: the product fails naming the file", async () => {
+    const { truncateSync, unlinkSync } = await import("node:fs");
+    for (const damage of ["delete", "truncate"] as const) {
+      const ck = writeTempCheckpoint({ ...SMALL_SHAPE, num_hidden_layers: 4 }, { seed: 23, dtype: "BF16", shards: 3 });
+      cleanup.push(ck);
+      const { rt, ckpt } = await loadTestModel(ck.dir, { head: false });
+      const e = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, [[1, 2, 3, 4]], { sourceLayer: 0, targetLayer: 3, positions: 2 }, { weights: "stream" });
+      engines.push(e);
+      const V = block(40, 2, ckpt.config.hiddenSize);
+      await e.normalProducts(V);
+      // The shard holding layer 1's down_proj: re-read by every product's VJP (layers 1..3, two slots).
+      const index = JSON.parse((await import("node:fs")).readFileSync(join(ck.dir, "model.safetensors.index.json"), "utf8")) as { weight_map: Record<string, string> };
+      const shard = join(ck.dir, index.weight_map["model.layers.1.mlp.down_proj.weight"]!);
+      if (damage === "delete") unlinkSync(shard);
+      else truncateSync(shard, 100);
+      const re = damage === "delete" ? /disappeared during the run/ : /changed size during the run/;
+      await expect(e.normalProducts(V)).rejects.toThrow(new RegExp(`${shard.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}.*`));
+      await expect(e.normalProducts(V)).rejects.toThrow(re);
+    }
+  });
+});
