@@ -352,6 +352,20 @@ export function packPanels(src: usize, kind: i32, ld: i32, n0: i32, n1: i32, K: 
       }
     } else {
       const s0 = src + <usize>c0 * eb; // column c0 of row 0
+      if (dt != DT_F32 && c0 + 32 <= n1) {
+        // Four panels at once: each k reads 64 contiguous bytes of the row (a whole cache line when
+        // aligned) instead of 16 bytes of four lines, which made this layout 3x slower than PACK_BT.
+        for (let k = 0; k < K; k++) {
+          const s = s0 + <usize>k * row;
+          const q = d + (<usize>k << 5);
+          widen8Store(s, dt, q);
+          widen8Store(s + 16, dt, q + panelB);
+          widen8Store(s + 32, dt, q + 2 * panelB);
+          widen8Store(s + 48, dt, q + 3 * panelB);
+        }
+        c0 += 24; // with the loop's += 8: the next four panels
+        continue;
+      }
       if (nr == 8) {
         for (let k = 0; k < K; k++) widen8Store(s0 + <usize>k * row, dt, d + (<usize>k << 5));
       } else {

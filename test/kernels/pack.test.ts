@@ -69,7 +69,7 @@ describe.each(builds)("packPanels (%s)", (_build, rt) => {
     for (const layout of [0, 1]) {
       it(`${dt.name}, ${layout === 0 ? "A W^T from [N, K] rows" : "A W from [K, N] rows"}: every panel bit, zero padding, sub-ranges, wide rows`, () => {
         rt.heap.scope(() => {
-          for (const [N, K] of [[1, 1], [7, 3], [8, 4], [9, 5], [21, 13], [33, 8], [16, 2]] as const) {
+          for (const [N, K] of [[1, 1], [7, 3], [8, 4], [9, 5], [21, 13], [33, 8], [16, 2], [71, 6]] as const) {
             for (const extra of [0, 3]) {
               // Source: layout 0 is [N rows, K] with row stride K + extra; layout 1 is [K rows, N] with stride N + extra.
               const rows = layout === 0 ? N : K, cols = layout === 0 ? K : N, ld = cols + extra;
