@@ -187,7 +187,12 @@ export async function powerIter(argv: string[]): Promise<number> {
     } finally {
       await engine?.close();
     }
-    return finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts });
+    const weightStats = engine ? engineWeightStats(engine) : null;
+    if (engine?.stream) {
+      const st = engine.stream;
+      log(`engine: streamed ${st.reads} layer reads (${(st.bytesRead / 1e9).toFixed(1)} GB); the products waited ${st.waitSeconds.toFixed(1)} s for reads`);
+    }
+    return finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts, weightStats });
   } finally {
     ckpt.close();
   }
@@ -213,10 +218,24 @@ interface Finish {
   usedThreads: number;
   reference: VectorSet | undefined;
   verifyOpts: VerifyOptions;
+  weightStats: Record<string, unknown> | null;
+}
+
+/** What the batched engine did with its weights, for --json (and the benches). */
+function engineWeightStats(e: SteeringEngine): Record<string, unknown> {
+  return {
+    mode: e.weightPlan.mode,
+    resident_bytes: e.weightPlan.residentBytes,
+    stream_bytes: e.weightPlan.streamBytes,
+    load_seconds: e.loadSeconds,
+    layer_reads: e.stream?.reads ?? 0,
+    bytes_read: e.stream?.bytesRead ?? 0,
+    read_wait_seconds: e.stream?.waitSeconds ?? 0,
+  };
 }
 
 /** Write the vector file, print the summary, verify against a reference if asked. */
-function finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts }: Finish): number {
+function finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts, weightStats }: Finish): number {
   const seconds = (performance.now() - started) / 1000;
 
   const atBytes = svBytes(at);
@@ -275,6 +294,7 @@ function finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, 
       kernels: rt.build,
       threads: usedThreads,
       peak_wasm_bytes: rt.heap.peakBytes,
+      weights: weightStats,
       out: f.out ?? null,
       verify: verification ?? null,
     };

@@ -1,9 +1,9 @@
 // Decoder-layer weights for the steering engine, in the layouts its kernels read: the seven
 // projections as packed 8-column panels (assembly/matmul.ts), for A * W^T (forward and JVP) and for
-// A * W (VJP), either packed once and kept or packed per pass from streamed bytes (weight-store.ts);
-// the norm weights as small f32 vectors, always kept.
+// A * W (VJP), packed per product from the stored bytes that weight-store.ts keeps or streams; the
+// norm weights as small f32 vectors, always kept.
 import type { Runtime } from "../runtime/runtime.js";
-import { packedFloats, type PackedMatrix } from "../kernels/matmul.js";
+import type { PackedMatrix } from "../kernels/matmul.js";
 import type { PackSource } from "./parallel-gemm.js";
 import type { Qwen3Config } from "../model/config.js";
 import { WeightError, canReadRows, type TensorSource } from "../model/weights.js";
@@ -67,16 +67,6 @@ export function projectionShape(cfg: Qwen3Config, p: Projection): [number, numbe
   }
 }
 
-/** Floats of one layer's projections packed one way. */
-export function packedLayerFloats(cfg: Qwen3Config, bwd: boolean): number {
-  let n = 0;
-  for (const p of PROJECTIONS) {
-    const [out, inp] = projectionShape(cfg, p);
-    n += bwd ? packedFloats(inp, out) : packedFloats(out, inp);
-  }
-  return n;
-}
-
 function checkShape(src: TensorSource, name: string, shape: readonly number[]): void {
   if (!src.has(name)) throw new WeightError(`missing tensor "${name}" in ${src.describe(name)}`);
   const got = src.shape(name);
@@ -105,16 +95,6 @@ function loadVector(rt: Runtime, src: TensorSource, name: string, n: number): nu
   const ptr = rt.heap.allocF32(n);
   readTensorInto(rt, src, name, [n], ptr);
   return ptr;
-}
-
-/** Allocate (on rt.heap) room for one layer's packed matrices. */
-export function allocLayerMatrices(rt: Runtime, cfg: Qwen3Config, bwd: boolean): LayerMatrices {
-  const m = {} as LayerMatrices;
-  for (const p of PROJECTIONS) {
-    const [out, inp] = projectionShape(cfg, p);
-    m[p] = bwd ? { ptr: rt.heap.allocF32(packedFloats(inp, out)), n: inp, k: out } : { ptr: rt.heap.allocF32(packedFloats(out, inp)), n: out, k: inp };
-  }
-  return m;
 }
 
 /** Norm weights of layer i, allocated on rt.heap. */

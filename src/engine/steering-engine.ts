@@ -7,8 +7,8 @@
 //     cannot read rows).
 //   - Layers 0..S do not depend on sv: each runs ONCE for all prompts, one layer at a time, streamed
 //     through weight-store.ts's staging slots; nothing of them is kept.
-//   - Layers S+1..T: resident (packed once at load, both ways) or streamed (read per pass in their
-//     stored dtype, packed per product): weight-store.ts; chosen by the size of the packed layers.
+//   - Layers S+1..T: their stored bytes resident (read once) or streamed (read per pass), packed per
+//     product either way: weight-store.ts; chosen by their size.
 //     The forward at sv0 runs once and keeps what the derivatives read (decoder-layer.ts SavedLayer).
 // Products:
 //   - J V for a block of n vectors: the n tangents of every prompt are stacked as segments of one
@@ -25,14 +25,7 @@ import { MAX_WEIGHT_BYTES, WeightError, type TensorSource } from "../model/weigh
 import { ropeTables } from "../kernels/rope.js";
 import { validateSite, type SteeringSite } from "../jacobian/steering-jacobian.js";
 import { resolvePositions, type ResolvedPositions } from "../jacobian/positions.js";
-import {
-  allocLayerMatrices,
-  loadLayerNorms,
-  packedLayerFloats,
-  readEmbeddingRows,
-  type EngineLayer,
-  type LayerNorms,
-} from "./layer-weights.js";
+import { loadLayerNorms, readEmbeddingRows, type EngineLayer, type LayerNorms } from "./layer-weights.js";
 import { LayerStream, layerStreamBytes, yieldToEventLoop } from "./weight-store.js";
 import {
   allocBatchBuffers,
@@ -54,8 +47,11 @@ import { SerialGemm, type ParallelGemm } from "./parallel-gemm.js";
 /** How layers S+1..T are held: `auto` picks resident when they fit `residentBudgetBytes`. */
 export type WeightMode = "auto" | "resident" | "stream";
 
-/** Default budget for resident packed layers: the 0.6B shape's 1.7 GiB fits, the 1.7B shape's 6.2 GiB does not. */
-export const DEFAULT_RESIDENT_BUDGET = 2.5 * 2 ** 30;
+/**
+ * Default budget for resident layers S+1..T (their stored bytes): the 0.6B shape's 0.42 GB and the
+ * 1.7B shape's 1.6 GB (S 6, T 22) fit; the 8B shape's 3.1 GB (S 13, T 21) and the 14B shape's 14.5 GB stream.
+ */
+export const DEFAULT_RESIDENT_BUDGET = 2 * 2 ** 30;
 
 export interface SteeringEngineOptions {
   /** Where matrix products run (default: this thread). The engine closes it in close(). */
@@ -64,16 +60,16 @@ export interface SteeringEngineOptions {
   log?: (line: string) => void;
   /** Resident or streamed layers S+1..T (default auto). */
   weights?: WeightMode;
-  /** Most bytes `auto` lets resident packed layers take (default DEFAULT_RESIDENT_BUDGET). */
+  /** Most bytes `auto` lets resident layers take (default DEFAULT_RESIDENT_BUDGET). */
   residentBudgetBytes?: number;
 }
 
 /** What the engine decided about its weights, and what they cost. */
 export interface WeightPlan {
   mode: "resident" | "stream";
-  /** Bytes the packed layers S+1..T take when resident (whether or not they are). */
+  /** Bytes of layers S+1..T's slots and the packed-panel scratch when resident (whether or not they are). */
   residentBytes: number;
-  /** Bytes of the staging slots and packed-panel scratch when streaming. */
+  /** Bytes of the two staging slots and the packed-panel scratch when streaming. */
   streamBytes: number;
 }
 
@@ -110,8 +106,8 @@ export class SteeringEngine {
     /** Output of layer T [sum T_p, d]. */
     private readonly output: number,
     loadSeconds: { embedding: number; prefix: number; suffix: number },
-    /** The streamed layers' slots (stream mode), else null. */
-    readonly stream: LayerStream | null,
+    /** The slots of layers S+1..T (null when S = T). */
+    private readonly slots: LayerStream | null,
     weightPlan: WeightPlan,
   ) {
     this.loadSeconds = loadSeconds;
@@ -195,33 +191,32 @@ export class SteeringEngine {
     readEmbeddingRows(rt, config, source, prompts.flat(), h);
     const loadSeconds = { embedding: (performance.now() - t0) / 1000, prefix: 0, suffix: 0 };
 
-    // Kept for the session: norms (and, resident, packed weights) of layers S+1..T, their saved
-    // primal, the output of T; streaming, the slots and scratch that every pass reuses.
+    // Kept for the session: norms of layers S+1..T, their saved primal, the output of T, and their
+    // weights' slots: one per layer (resident) or two that every pass reuses (stream).
     const resident = plan.mode === "resident";
     const layers: KeptLayer[] = [];
     const saved: SavedLayer[] = [];
     for (let i = S + 1; i <= Tl; i++) {
-      const norms = loadLayerNorms(rt, config, source, i);
-      layers.push(resident ? { index: i, norms, fwd: allocLayerMatrices(rt, config, false), bwd: allocLayerMatrices(rt, config, true) } : { index: i, norms, fwd: null, bwd: null });
+      layers.push({ index: i, norms: loadLayerNorms(rt, config, source, i) });
       saved.push(allocSavedLayer(rt, dims, rows, probFloats));
     }
     const output = saved.length ? heap.allocF32(rows * d) : h;
-    const kept = resident ? null : new LayerStream(rt, config, source, 0, Tl);
+    const kept = Tl > S ? (resident ? new LayerStream(rt, config, source, S + 1, Tl, Math.max(2, Tl - S)) : new LayerStream(rt, config, source, 0, Tl)) : null;
     log(
       resident
-        ? `engine: weights resident: layers ${S + 1}..${Tl} packed once (${fmtGiB(plan.residentBytes)})`
+        ? `engine: weights resident: layers ${S + 1}..${Tl} in their stored dtype, read once (${fmtGiB(plan.residentBytes)} with the packed panels)`
         : `engine: weights streamed from the checkpoint each pass in their stored dtype (${fmtGiB(plan.streamBytes)} of slots and panels; resident layers ${S + 1}..${Tl} would take ${fmtGiB(plan.residentBytes)})`,
     );
 
     const mark = heap.mark();
     try {
-      // Resident: the slots serve the load only and are released with this scope.
-      const stream = kept ?? new LayerStream(rt, config, source, 0, Tl);
+      // Layers 0..S go through two slots: the streamed layers' own, or (resident) two released with this scope.
+      const prefix = resident || !kept ? new LayerStream(rt, config, source, 0, S) : kept;
       // Prefix layers 0..S: streamed, run once.
       const prefixSaved = allocSavedLayer(rt, dims, rows, probFloats, h);
       const prefixMark = heap.mark();
       for (let i = 0; i <= S; i++) {
-        const staged = await stream.acquire(i, i + 1 <= Tl ? i + 1 : null);
+        const staged = await prefix.acquire(i, i + 1 <= Tl ? i + 1 : null);
         const layer: EngineLayer = { index: i, norms: loadLayerNorms(rt, config, source, i), fwd: staged.fwd, bwd: null };
         await layerForward(ctx, layer, prefixSaved, h);
         heap.release(prefixMark);
@@ -240,14 +235,12 @@ export class SteeringEngine {
       const t1 = performance.now();
       for (let l = 0; l < layers.length; l++) {
         const kl = layers[l]!;
-        const staged = await stream.acquire(kl.index, l + 1 < layers.length ? kl.index + 1 : kl.index - 1);
-        if (resident) await stream.packInto(gemm, staged, kl.fwd!, kl.bwd);
-        const w: EngineLayer = { index: kl.index, norms: kl.norms, fwd: resident ? kl.fwd! : staged.fwd, bwd: null };
-        await layerForward(ctx, w, saved[l]!, l + 1 < saved.length ? saved[l + 1]!.hIn : output);
+        const staged = await kept!.acquire(kl.index, l + 1 < layers.length ? kl.index + 1 : kl.index - 1);
+        await layerForward(ctx, { index: kl.index, norms: kl.norms, fwd: staged.fwd, bwd: null }, saved[l]!, l + 1 < saved.length ? saved[l + 1]!.hIn : output);
         await yieldToEventLoop();
       }
       loadSeconds.suffix = (performance.now() - t1) / 1000;
-      if (layers.length) log(`engine: layers ${S + 1}..${Tl} ${resident ? "packed and " : ""}run at sv0 (${loadSeconds.suffix.toFixed(1)} s)`);
+      if (layers.length) log(`engine: layers ${S + 1}..${Tl} read and run at sv0 (${loadSeconds.suffix.toFixed(1)} s)`);
     } finally {
       heap.release(mark);
     }
@@ -453,17 +446,21 @@ export class SteeringEngine {
   }
 
   /**
-   * Layer l (0 = layer S+1) with its weights in reach: resident as kept, or streamed (waits for its
-   * read and starts reading `next`, the layer the pass needs after it). Yields to the event loop first,
-   * so a signal or an I/O callback is handled between layers even when every product runs on this thread.
+   * Layer l (0 = layer S+1) with its weights in reach (streamed: waits for its read and starts reading
+   * `next`, the layer the pass needs after it). Yields to the event loop first, so a signal or an I/O
+   * callback is handled between layers even when every product runs on this thread.
    */
   private async weightsOf(l: number, next: number | null): Promise<EngineLayer> {
     await yieldToEventLoop();
     const kl = this.layers[l]!;
-    if (!this.stream) return { index: kl.index, norms: kl.norms, fwd: kl.fwd!, bwd: kl.bwd };
     const nextIndex = next === null || next < 0 || next >= this.layers.length ? null : this.layers[next]!.index;
-    const staged = await this.stream.acquire(kl.index, nextIndex);
+    const staged = await this.slots!.acquire(kl.index, nextIndex);
     return { index: kl.index, norms: kl.norms, fwd: staged.fwd, bwd: staged.bwd };
+  }
+
+  /** The streamed layers' slots (stream mode), for their read statistics; null when resident. */
+  get stream(): LayerStream | null {
+    return this.weightPlan.mode === "stream" ? this.slots : null;
   }
 
   /** Tangents th (entering layer S+1) -> target rows' tangents in targets.buf. */
@@ -496,12 +493,10 @@ export class SteeringEngine {
   }
 }
 
-/** A layer of S+1..T: norms always, packed matrices when resident (null when streamed). */
+/** A layer of S+1..T: its norms (its projections are in the slots). */
 interface KeptLayer {
   index: number;
   norms: LayerNorms;
-  fwd: EngineLayer["fwd"] | null;
-  bwd: EngineLayer["bwd"];
 }
 
 /**
@@ -510,17 +505,17 @@ interface KeptLayer {
  */
 export function planWeights(config: Qwen3Config, source: TensorSource, site: SteeringSite, opts: SteeringEngineOptions): WeightPlan {
   const S = site.sourceLayer, Tl = site.targetLayer;
-  const residentBytes = 4 * (Tl - S) * (packedLayerFloats(config, false) + packedLayerFloats(config, true));
+  const residentBytes = Tl > S ? layerStreamBytes(config, source, S + 1, Tl, Math.max(2, Tl - S)) : 0;
   const streamBytes = layerStreamBytes(config, source, 0, Tl);
   const want = opts.weights ?? "auto";
   const budget = opts.residentBudgetBytes ?? DEFAULT_RESIDENT_BUDGET;
   const mode = want === "auto" ? (residentBytes <= budget ? "resident" : "stream") : want;
-  // Resident loads also need the slots during the load.
-  const need = mode === "resident" ? residentBytes + streamBytes : streamBytes;
+  // Resident loads also need two slots for layers 0..S during the load.
+  const need = mode === "resident" ? residentBytes + layerStreamBytes(config, source, 0, S) : streamBytes;
   if (need > MAX_WEIGHT_BYTES) {
     throw new WeightError(
       mode === "resident"
-        ? `model too large for memory: the packed layers ${S + 1}..${Tl} need ${fmtGiB(residentBytes)} as f32, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB); use --weights stream (or leave --weights at auto)`
+        ? `model too large for memory: layers ${S + 1}..${Tl} resident need ${fmtGiB(residentBytes)}, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB); use --weights stream (or leave --weights at auto)`
         : `model too large for memory: streaming needs ${fmtGiB(streamBytes)} for two layers of stored weights and one layer's packed panels, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB)`,
     );
   }

@@ -1,29 +1,27 @@
 // Where the steering engine's decoder-layer weights live between products, and how a layer's seven
-// projections reach the matrix products. Two modes, chosen by the engine (printed; `--weights`
-// overrides):
+// projections reach the matrix products. A layer's projections are held in their stored dtype (BF16
+// stays 2 bytes per weight) in a staging slot, and every matrix product packs the f32 panels it
+// multiplies right before multiplying them, on the thread that multiplies them
+// (parallel-gemm.ts PackSource): a thread's panels are still in its cache when the product reads
+// them, which made this as fast as keeping f32 panels packed once (measured on the 0.6B shape:
+// 13.4 s vs 13.0-13.9 s for 16 products) at a quarter of the memory and without the packing at load.
 //
-//  - resident: layers S+1..T are packed once at load into f32 panels both ways (A W^T for the forward
-//    pass and the JVP, A W for the VJP): 8 bytes per weight, the fastest products. For models whose
-//    kept layers fit (the 0.6B shape: 1.7 GiB for layers 7..20).
-//  - stream: nothing of layers S+1..T is kept. Every pass reads each layer's projections from the
-//    checkpoint in their stored dtype (BF16 stays 2 bytes) into one of two staging slots, and every
-//    matrix product packs the panels it multiplies right before multiplying them, on the thread that
-//    multiplies them (parallel-gemm.ts PackSource). Memory: two layers of stored bytes plus one
-//    dispatch's packed panels, whatever the model's size (the 14B shape: 2 x 660 MB + 713 MB).
-//
-// In both modes layers 0..S (run once) go through the slots, and the packed panels are made by the
-// same kernel (assembly/matmul.ts packPanels) from the same bytes, so the two modes give bitwise the
-// same products.
+// Two modes (chosen by the engine, printed; --weights overrides):
+//  - resident: one slot per layer S+1..T, each read once: the 0.6B shape keeps 0.42 GB.
+//  - stream: two slots; every pass reads the layers it needs from the checkpoint. Memory: two
+//    layers of stored bytes plus one dispatch's packed panels, whatever the model's size (the 14B
+//    shape: 2 x 660 MB + 713 MB).
+// Layers 0..S (run once) always go through two slots.
 //
 // Reads overlap computation: while layer i computes from one slot, the next layer the pass needs is
-// read into the other. A pass that turns around (the JVP ends at layer T, the VJP starts there; the
-// next JVP starts where the VJP ended) finds its first two layers still in the slots, so a product
-// J^T J V reads 2 (T - S) - 4 layers, not 2 (T - S).
+// read into another. A pass that turns around (the JVP ends at layer T, the VJP starts there; the
+// next JVP starts where the VJP ended) finds its first two layers still in the slots, so a streamed
+// product J^T J V reads 2 (T - S) - 4 layers, not 2 (T - S).
 import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
 import { WeightError, type TensorSource } from "../model/weights.js";
 import { packedFloats } from "../kernels/matmul.js";
-import type { ParallelGemm, KernelTask, PackSource } from "./parallel-gemm.js";
+import type { PackSource } from "./parallel-gemm.js";
 import { PROJECTIONS, projectionShape, tensorName, type LayerMatrices, type PackedWeight, type Projection } from "./layer-weights.js";
 import { decodeBf16, decodeF16 } from "../safetensors/float16.js";
 
@@ -125,11 +123,11 @@ export interface StagedLayer {
   bwd: LayerMatrices;
 }
 
-/** Bytes a LayerStream over layers [first, last] allocates. */
-export function layerStreamBytes(cfg: Qwen3Config, src: TensorSource, first: number, last: number): number {
+/** Bytes a LayerStream over layers [first, last] with `slots` slots allocates. */
+export function layerStreamBytes(cfg: Qwen3Config, src: TensorSource, first: number, last: number, slots = 2): number {
   let slot = 0;
   for (let i = first; i <= last; i++) slot = Math.max(slot, slotLayout(cfg, src, i, false).bytes);
-  return 2 * slot + 4 * scratchLayout(cfg).floats;
+  return slots * slot + 4 * scratchLayout(cfg).floats;
 }
 
 /** Yield to the event loop (not just the microtask queue): lets signals, I/O callbacks and timers run between layers. */
@@ -139,8 +137,9 @@ export function yieldToEventLoop(): Promise<void> {
 }
 
 /**
- * Two staging slots of stored layer bytes over layers [first, last] and the packed-panel scratch.
- * Allocated on rt.heap by the constructor (the caller owns the heap region).
+ * Staging slots of stored layer bytes over layers [first, last] (two: streamed; one per layer:
+ * resident, each layer read once) and the packed-panel scratch. Allocated on rt.heap by the
+ * constructor (the caller owns the heap region).
  */
 export class LayerStream {
   private readonly slots: Slot[];
@@ -159,11 +158,13 @@ export class LayerStream {
     private readonly src: TensorSource,
     readonly first: number,
     readonly last: number,
+    slots = 2,
   ) {
+    if (!Number.isInteger(slots) || slots < 2) throw new Error(`a LayerStream needs at least 2 slots, got ${slots}`);
     let slotBytes = 0;
     for (let i = first; i <= last; i++) slotBytes = Math.max(slotBytes, slotLayout(cfg, src, i, false).bytes);
     this.scratchOffsets = scratchLayout(cfg);
-    this.slots = [0, 1].map(() => ({ ptr: rt.heap.alloc(slotBytes), layer: -1, ready: Promise.resolve(), entries: null }));
+    this.slots = Array.from({ length: slots }, () => ({ ptr: rt.heap.alloc(slotBytes), layer: -1, ready: Promise.resolve(), entries: null }));
     this.scratch = rt.heap.allocF32(this.scratchOffsets.floats);
   }
 
@@ -175,38 +176,17 @@ export class LayerStream {
     if (i < this.first || i > this.last) throw new Error(`layer ${i} outside the streamed range ${this.first}..${this.last}`);
     let slot = this.slots.find((s) => s.layer === i);
     if (!slot) {
-      slot = this.slots[0]!.layer === -1 ? this.slots[0]! : this.slots.find((s) => s.layer !== next) ?? this.slots[0]!;
+      slot = this.slots.find((s) => s.layer === -1) ?? this.slots.find((s) => s.layer !== next) ?? this.slots[0]!;
       this.startRead(slot, i);
     }
     const t0 = performance.now();
     await slot.ready;
     this.waitSeconds += (performance.now() - t0) / 1000;
     if (next !== null && next !== i && next >= this.first && next <= this.last && !this.slots.some((s) => s.layer === next)) {
-      this.startRead(this.slots.find((s) => s !== slot)!, next);
+      // An empty slot if there is one (resident: every layer gets its own), else the one not in use.
+      this.startRead(this.slots.find((s) => s.layer === -1) ?? this.slots.find((s) => s !== slot)!, next);
     }
     return this.matrices(slot);
-  }
-
-  /** Pack a staged layer's panels into resident buffers (fwd, and bwd when given), over the threads. */
-  async packInto(gemm: ParallelGemm, staged: StagedLayer, fwd: LayerMatrices, bwd: LayerMatrices | null): Promise<void> {
-    const tasks: KernelTask[] = [];
-    const parts = Math.max(1, gemm.threads * 4);
-    const add = (from: PackedWeight, to: PackedWeight) => {
-      const { src, kind, ld } = from.pack!;
-      const panels = Math.ceil(to.n / 8);
-      for (let part = 0; part < parts; part++) {
-        const p0 = Math.floor((part * panels) / parts), p1 = Math.floor(((part + 1) * panels) / parts);
-        if (p1 <= p0) continue;
-        const n0 = 8 * p0, n1 = Math.min(to.n, 8 * p1);
-        tasks.push([["packPanels", src, kind, ld, n0, n1, to.k, to.ptr + 4 * n0 * to.k]]);
-      }
-    };
-    for (const p of PROJECTIONS) {
-      add(staged.fwd[p], fwd[p]);
-      if (bwd) add(staged.bwd[p], bwd[p]);
-    }
-    // Packing moves 6-12 bytes per weight: far above the 8 MFLOP threshold for any real layer.
-    await gemm.runTasks(tasks, 1e9);
   }
 
   private matrices(slot: Slot): StagedLayer {

@@ -70,7 +70,7 @@ describe("jacsteer power-iter", () => {
         expect(tensors(out)).toEqual(ref);
       }
     }
-    expect(jacsteer(base).stderr).toMatch(/engine: weights resident: layers 1\.\.1 packed once/);
+    expect(jacsteer(base).stderr).toMatch(/engine: weights resident: layers 1\.\.1 in their stored dtype, read once/);
   });
 
   it("both methods give the same singular values", () => {
