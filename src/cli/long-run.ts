@@ -155,12 +155,28 @@ export class LongRun {
     // should leave no file), so the file is a valid state, empty or copied from --resume, from the start.
     const o = this.o;
     if (o.statePath !== undefined && (o.resumePath === undefined || resolve(o.resumePath) !== resolve(o.statePath))) this.save(o.resumed?.blocks ?? []);
-    this.op = resumableOperator(op, {
+    const resumable = resumableOperator(op, {
       replay: this.o.resumed?.blocks,
       onBlock: this.o.statePath === undefined ? undefined : (log) => this.save(log),
     });
+    this.op = resumable;
     if (this.o.resumed) this.o.log(`jacsteer: resuming from ${this.o.resumePath}: replaying its ${this.o.resumed.blocks.length} block products`);
-    return this.op;
+    return {
+      dim: resumable.dim,
+      log: resumable.log,
+      replayLength: resumable.replayLength,
+      get lastReplayed() {
+        return resumable.lastReplayed;
+      },
+      applyBlock: async (V) => {
+        const W = await resumable.applyBlock(V);
+        // A block product may complete without ever leaving the microtask queue (small products run on
+        // this thread), and a signal is only handled on an event-loop turn: take one after each block,
+        // once its state is saved.
+        await turnEventLoop();
+        return W;
+      },
+    };
   }
 
   /** Print a progress line with the ETA; replayed blocks print nothing but the last one. */
@@ -187,7 +203,9 @@ export class LongRun {
     process.on("SIGTERM", onSignal);
     this.lastTime = performance.now();
     try {
-      return await solve();
+      const result = await solve();
+      await turnEventLoop(); // a signal that came during the last block is handled as during any other
+      return result;
     } catch (e) {
       if (e instanceof ReplayMismatchError) throw new StateFileError(`the state file ${this.o.resumePath} does not belong to this run: ${e.message}`);
       throw e;
@@ -216,6 +234,8 @@ export class LongRun {
     this.saved = blocks.length;
   }
 }
+
+const turnEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function checkIdentity(state: SolverState, identity: Record<string, string>, dim: number, path: string): void {
   const show = (s: string | undefined) => (s === undefined ? "(none)" : s === "" ? "(none)" : s.length > 48 ? `${s.slice(0, 45)}...` : s);
