@@ -44,7 +44,7 @@ export interface RunIdentityInput {
 const FIELD_NAMES: Record<string, string> = {
   model_config: "the model's shape (model_config)",
   model: "the model (--model)",
-  tokens: "the prompt tokens",
+  tokens: "the prompt (its tokens)",
   source_layer: "--source-layer",
   target_layer: "--target-layer",
   positions: "the positions",

@@ -104,7 +104,8 @@ export class EtaEstimator {
     if (!(slope < 0)) return undefined;
     // From the fitted line's value at the latest block (less noisy than the last point alone).
     const now = my + slope * (last.block - mx);
-    return Math.max(1, Math.ceil((now - Math.log(tol)) / -slope));
+    // (less a hair, so an exact 3.0000000001 blocks of rounding is 3)
+    return Math.max(1, Math.ceil((now - Math.log(tol)) / -slope - 1e-9));
   }
 
   /** "ETA 3m 5s", "ETA ~3m 5s (from the residual's rate)", "ETA unknown", ... */
