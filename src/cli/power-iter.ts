@@ -20,11 +20,12 @@ import type { Runtime } from "../runtime/runtime.js";
 import type { Positions } from "../jacobian/positions.js";
 import type { VectorSet } from "../io/vector-file.js";
 import type { VerifyOptions } from "../verify/verify.js";
-import { cpus } from "node:os";
 import { createHash } from "node:crypto";
 import { modelConfigKey, svBytes } from "../io/run-identity.js";
 import { verifyVectorSets } from "../verify/verify.js";
 import { emitReport, readVectorSet, verifyOptionsFrom } from "./verify.js";
+import { LONG_RUN_OPTIONS, LongRun, runIdentity, stateFlags } from "./long-run.js";
+import { threadsFlag } from "./threads.js";
 
 export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(layer-T output at the last K positions)/d(steering vector at layer S)
 
@@ -51,12 +52,18 @@ export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(l
   --seed N                 random start (default 0)
   --at FILE[:ROW]          evaluate J at sv0 = A * vector; --at-scale A (default 1)
   --init FILE[:ROW]        initial guess: one row, or all rows of FILE
-  --threads N              worker threads (default: all cores)
-  --weights MODE           layers S+1..T for lanczos and power: resident (packed once, 8 bytes per weight),
-                           stream (read from the checkpoint each pass in the stored dtype: any model size),
-                           or auto (default: resident when they fit 2.5 GiB, else stream; printed)
+  --threads N              worker threads (default: all cores; more than the cores is capped, with a line)
+  --weights MODE           layers S+1..T for lanczos and power, kept in their stored dtype (BF16 stays BF16):
+                             resident  read once and kept (2 bytes per BF16 weight)
+                             stream    read from the checkpoint every pass (two layers in memory: any model size)
+                             auto      resident when they fit 2 GiB, else stream (default; printed)
   --out FILE.safetensors   write vectors, singular values, residuals and run metadata
   --json                   print a JSON summary on stdout
+  --state FILE             save the solver state to FILE after every block product (atomically), so an
+                           interrupted run can be continued; refuses to overwrite an existing FILE
+  --resume FILE            continue the run saved in FILE (same command and flags; refused with a line
+                           naming what differs otherwise), saving to FILE unless --state says elsewhere;
+                           the result is bitwise identical to an uninterrupted run
   --verify-against FILE    compare the result with a reference vector file (see \`jacsteer verify --help\`;
                            --eps, --safety, --cluster-sin pass through); exit 1 unless it passes
 `;
@@ -80,6 +87,7 @@ const OPTIONS: Options = {
   eps: { type: "string" },
   safety: { type: "string" },
   "cluster-sin": { type: "string" },
+  ...LONG_RUN_OPTIONS,
   help: { type: "boolean", short: "h" },
 };
 
@@ -108,12 +116,13 @@ export async function powerIter(argv: string[]): Promise<number> {
   const tol = numberFlag(f, "tol", 1e-5)!;
   if (tol < 0) throw new UsageError(`--tol ${tol}: must not be negative`);
   const seed = intFlag(f, "seed", 0, 0)!;
-  const threads = intFlag(f, "threads", cpus().length, 1)!;
+  const threads = threadsFlag(f, log);
   const atScale = numberFlag(f, "at-scale", 1)!;
   if (f["at-scale"] !== undefined && f.at === undefined) throw new UsageError("--at-scale needs --at");
   checkOutPath(f.out as string | undefined);
   const verifyOpts = verifyOptionsFrom(f);
   const reference = f["verify-against"] === undefined ? undefined : readVectorSet(f["verify-against"] as string, "--verify-against");
+  const state = stateFlags(f);
 
   const started = performance.now();
   const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
@@ -151,6 +160,8 @@ export async function powerIter(argv: string[]): Promise<number> {
 
     // The operator A = J^T J on a block of vectors: the batched engine, or the autodiff reference.
     const rt = await createNodeRuntime();
+    const identity = runIdentity({ config: ckpt.config, modelName: ckpt.name, prompts, sourceLayer: S, targetLayer: T, positions: K, method, numVectors: n, tol, maxIters, seed, init, at, kernels: rt.build });
+    const longRun = new LongRun({ ...state, identity, dim: d, method, tol, maxIters, log });
     let engine: SteeringEngine | undefined;
     let op: BlockOperator;
     if (batched) {
@@ -172,7 +183,8 @@ export async function powerIter(argv: string[]): Promise<number> {
     }
     const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(5)).join(" ");
     const onProgress = (p: Progress) =>
-      log(
+      longRun.progress(
+        p,
         `iter ${p.iteration}: sigma ${fmt(p.sigmas)} | residual max ${Math.max(...p.residuals).toExponential(2)}` +
           (p.relativeResiduals ? ` (${Math.max(...p.relativeResiduals).toExponential(2)} of sigma_1^2)` : "") +
           (method === "lanczos" ? "" : ` | subspace change ${p.subspaceChange.toExponential(2)}`) +
@@ -180,10 +192,12 @@ export async function powerIter(argv: string[]): Promise<number> {
       );
     let result: SolveResult;
     try {
-      result =
+      const resumable = longRun.wrap(op);
+      result = await longRun.run(() =>
         method === "lanczos"
-          ? await blockLanczosAsync(op, { numVectors: n, tol, seed, init, onProgress, maxIters })
-          : await blockPowerIterationAsync(op, { numVectors: n, maxIters: maxIters!, tol, seed, init, onProgress });
+          ? blockLanczosAsync(resumable, { numVectors: n, tol, seed, init, onProgress, maxIters })
+          : blockPowerIterationAsync(resumable, { numVectors: n, maxIters: maxIters!, tol, seed, init, onProgress }),
+      );
     } finally {
       await engine?.close();
     }

@@ -4,3 +4,5 @@ export * from "./common.js";
 export { blockPowerIteration, blockPowerIterationAsync, type SolveOptions } from "./block-power.js";
 export { blockLanczos, blockLanczosAsync, DEFAULT_RESIDUAL_TOL, type KrylovOptions } from "./block-lanczos.js";
 export { symmetricEigenTridiagonal } from "./symmetric-eigen.js";
+export { resumableOperator, fingerprintVectors, ReplayMismatchError, type ReplayBlock, type ResumableOperator, type ResumableOptions } from "./replay.js";
+export { EtaEstimator, formatDuration, type Eta, type EtaOptions, type Observation } from "./eta.js";
