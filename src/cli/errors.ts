@@ -15,6 +15,7 @@ const INPUT_ERROR_NAMES = new Set([
   "CheckpointError",
   "SafetensorsError",
   "VectorFileError",
+  "GgufError",
   "TokenizerError",
   "OutOfWasmMemoryError",
 ]);
