@@ -105,7 +105,7 @@ class ByteWriter {
 }
 
 function checkInt(key: string, type: string, x: number, lo: number, hi: number): void {
-  if (!Number.isInteger(x) || x < lo || x > hi) throw new GgufError(`GGUF key ${key}: ${x} is not a ${type}`);
+  if (!Number.isInteger(x) || x < lo || x > hi) throw new GgufError(`GGUF key ${key}: ${x} does not fit in ${type}`);
 }
 
 function writeValue(w: ByteWriter, key: string, v: GgufValue): void {
