@@ -23,7 +23,7 @@ Row i of the result is the i-th direction by ascending N; direction.N acts on th
 layer N, so N is the source_layer (written as source_layer when the file has one direction, and as
 the list source_layers always). Every GGUF key is kept as metadata gguf.<key>. The values are copied
 as they are (no normalisation): llama.cpp multiplies them by --control-vector-scaled, jacsteer by
---scales. Steer with the imported vector at its layer: jacsteer generate --vectors V.safetensors:ROW --layer N
+--scales. generate and eval-ab steer each row at its own layer unless --layer says otherwise.
 `;
 
 const OPTIONS: Options = {

@@ -267,6 +267,30 @@ describe("an exported and re-imported vector steers as the original (tiny model,
   });
 });
 
+describe("a multi-layer control vector, imported, steers each row at its own layer", () => {
+  it("generate --vectors FILE:1 steers at direction.3's layer, as the same vector given --layer 3", () => {
+    const d = 64;
+    const a = randn(rng(21), d, 2), b = randn(rng(22), d, 2);
+    writeFileSync(path("multi.gguf"), handGguf([kvString("general.architecture", "controlvector")], [
+      { name: "direction.1", dims: [d], type: 0, data: f32Data(Array.from(a)) },
+      { name: "direction.3", dims: [d], type: 0, data: f32Data(Array.from(b)) },
+    ]));
+    expect(jacsteer(["import", path("multi.gguf"), "--out", path("multi.safetensors")]).code).toBe(0);
+    writeFileSync(path("plain-b.safetensors"), encodeVectorFile({ vectors: [b], metadata: {} }));
+    const gen = (args: string[]) => {
+      const r = jacsteer(["generate", "--tokens", "5,17,42,9", "--scales", "1", "--max-new-tokens", "6", "--json", ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      const out = (JSON.parse(r.stdout) as { tokens: number[]; layer: number }[])[0];
+      return { tokens: out.tokens, layer: out.layer, stderr: r.stderr };
+    };
+    const imported = gen(["--vectors", `${path("multi.safetensors")}:1`]);
+    expect(imported.stderr).toMatch(/steering at --layer 3 \(the vector files' source_layer\)/);
+    expect(imported.layer).toBe(3);
+    expect(imported.tokens).toEqual(gen(["--vectors", path("plain-b.safetensors"), "--layer", "3"]).tokens);
+    expect(gen(["--vectors", `${path("multi.safetensors")}:0`]).layer).toBe(1);
+  });
+});
+
 describe("the command line lists the commands", () => {
   it("jacsteer --help names export and import; each has its own --help", () => {
     const r = jacsteer(["--help"]);
