@@ -18,6 +18,8 @@ export * as safetensors from "./safetensors/index.js";
 export * from "./io/vector-file.js";
 export * from "./io/run-identity.js";
 export * from "./io/state-file.js";
+export * as gguf from "./io/gguf.js";
+export * from "./io/control-vector.js";
 export * from "./tokenizer/index.js";
 export * from "./verify/verify.js";
 export * as melbo from "./melbo/melbo.js";

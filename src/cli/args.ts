@@ -22,15 +22,22 @@ export function joinNegativeValues(argv: readonly string[], options: Options): s
   return out;
 }
 
-export function parseFlags(argv: string[], options: Options): Record<string, string | boolean | string[] | undefined> {
+export type FlagValues = Record<string, string | boolean | string[] | undefined>;
+
+/** Flags and positional arguments (for commands that take files without a flag). */
+export function parseFlagsAndPositionals(argv: string[], options: Options): { values: FlagValues; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: true });
-    if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    return values as Record<string, string | boolean | string[] | undefined>;
+    return { values: values as FlagValues, positionals };
   } catch (e) {
-    if (e instanceof UsageError) throw e;
     throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ""));
   }
+}
+
+export function parseFlags(argv: string[], options: Options): FlagValues {
+  const { values, positionals } = parseFlagsAndPositionals(argv, options);
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  return values;
 }
 
 export function intFlag(values: Record<string, unknown>, name: string, fallback?: number, min = 0): number | undefined {

@@ -16,6 +16,7 @@ const INPUT_ERROR_NAMES = new Set([
   "SafetensorsError",
   "VectorFileError",
   "StateFileError",
+  "GgufError",
   "TokenizerError",
   "OutOfWasmMemoryError",
 ]);

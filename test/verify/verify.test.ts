@@ -1,6 +1,6 @@
 // jacsteer verify's judgement on synthetic cases whose right answer is known by construction.
 import { describe, expect, it } from "vitest";
-import { verifyVectorSets, principalAngles } from "../../src/verify/verify.js";
+import { compareRuns, notCheckedWarning, verifyVectorSets, principalAngles } from "../../src/verify/verify.js";
 import type { VectorSet } from "../../src/io/vector-file.js";
 import { orthonormalize, gaussianStream } from "../../src/linalg/dense.js";
 
@@ -106,5 +106,46 @@ describe("verify at low precision (bfloat16 reference)", () => {
     const r = verifyVectorSets(set(W, s2, meta), set(V, s2, { ...meta, dtype: "float32" }));
     expect(r.clusters[0].judged).toBe(true);
     expect(r.verdict).toBe("FAIL");
+  });
+});
+
+describe("verify against a partial reference (a user's own script: vectors, sigmas, layers)", () => {
+  const V = basis(3, 4);
+  const sig = [9, 6, 4, 2];
+  const partial = { source_layer: "0", target_layer: "1", dtype: "float64" };
+  // float64 reference: sigma_i may move by safety (4) * eps (2e-5) * sigma_1
+  const sigmaTol = 4 * 2e-5 * sig[0];
+
+  it("absent fields are not checked (not a MISMATCH) and the numbers are compared", () => {
+    const r = verifyVectorSets(set(V, sig, meta), set(V, sig, partial));
+    expect(r.verdict).toBe("PASS");
+    expect(r.mismatches).toEqual([]);
+    expect(r.notChecked).toEqual(["model_config", "positions", "tokens", "at_sha256"].map((key) => ({ key, absentFrom: "reference" })));
+    expect(r.rows.length).toBe(4);
+    expect(notCheckedWarning(r)).toBe("warning: not checked: model_config, positions, tokens, at_sha256 (absent from the reference); the numbers are compared assuming the runs agree there");
+  });
+
+  it("the verdict comes from the numbers: a sigma just outside the tolerance fails, just inside passes", () => {
+    const off = (k: number) => sig.map((s, i) => (i === 1 ? s + k * sigmaTol : s));
+    expect(verifyVectorSets(set(V, off(1.2), meta), set(V, sig, partial)).verdict).toBe("FAIL");
+    expect(verifyVectorSets(set(V, off(0.8), meta), set(V, sig, partial)).verdict).toBe("PASS");
+  });
+
+  it("a field both state and that differs is still a MISMATCH", () => {
+    const r = verifyVectorSets(set(V, sig, meta), set(V, sig, { ...partial, target_layer: "3" }));
+    expect(r.verdict).toBe("MISMATCH");
+    expect(r.mismatches).toEqual([{ key: "target_layer", ours: "1", reference: "3" }]);
+    expect(r.rows).toEqual([]);
+  });
+
+  it("a field the result does not state is named as such", () => {
+    const { tokens: _, ...noTokens } = meta;
+    const r = verifyVectorSets(set(V, sig, noTokens), set(V, sig, { ...meta, dtype: "float64" }));
+    expect(r.verdict).toBe("PASS");
+    expect(notCheckedWarning(r)).toMatch(/not checked: tokens \(absent from the result\)/);
+  });
+
+  it("compareRuns (two jacsteer runs, for reports) still counts a one-sided field as a difference", () => {
+    expect(compareRuns(meta, partial).map((m) => m.key)).toEqual(["model_config", "positions", "tokens", "at_sha256"]);
   });
 });
