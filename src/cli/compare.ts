@@ -3,7 +3,7 @@
 import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { UsageError } from "./errors.js";
-import { decodeVectorFile, parseVectorRef, VectorFileError } from "../io/vector-file.js";
+import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError } from "../io/vector-file.js";
 import { openSafetensorsFile } from "../node/safetensors-file.js";
 import { compareVectorSets, comparisonJson, formatComparison, type SetInfo } from "../compare/compare.js";
 
@@ -29,8 +29,7 @@ function readSet(arg: string, which: "A" | "B"): { vectors: Float32Array[]; info
   } finally {
     r.close?.();
   }
-  if (row !== null && row >= set.vectors.length) throw new VectorFileError(`${which} ${arg}: row ${row} out of range (the file has ${set.vectors.length} vectors)`);
-  const rows = row === null ? set.vectors.map((_, i) => i) : [row];
+  const rows = row === null ? set.vectors.map((_, i) => i) : [resolveRow(row, set.vectors.length, `${which} ${arg}`)];
   return { vectors: rows.map((i) => set.vectors[i]), info: { name: arg, rows, method: set.metadata.method } };
 }
 

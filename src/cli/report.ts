@@ -5,7 +5,8 @@ import { dirname, resolve } from "node:path";
 import { parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
 import { log } from "./session.js";
-import { decodeVectorFile, parseVectorRef, VectorFileError, type VectorSet } from "../io/vector-file.js";
+import { version } from "./output.js";
+import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError, type VectorSet } from "../io/vector-file.js";
 import { openSafetensorsFile, writeFileAtomic } from "../node/safetensors-file.js";
 import { packageRoot } from "../node/runtime.js";
 import { parseAbResult, type AbInput } from "../report/ab-input.js";
@@ -100,8 +101,7 @@ function selection(arg: string, flag: string): VectorSetSelection {
   // A file whose own name ends in ":N" is taken whole.
   const [f, r] = row !== null && !isFile(file) && isFile(arg) ? [arg, null] : [file, row];
   const set = readVectorFile(f, flag);
-  if (r !== null && r >= set.vectors.length) throw new VectorFileError(`${flag} ${arg}: row ${r} out of range (the file has ${set.vectors.length} vectors)`);
-  return { name: arg, file: f, rows: r === null ? set.vectors.map((_, i) => i) : [r], set };
+  return { name: arg, file: f, rows: r === null ? set.vectors.map((_, i) => i) : [resolveRow(r, set.vectors.length, `${flag} ${arg}`)], set };
 }
 
 function readAb(file: string): AbInput {
@@ -113,14 +113,6 @@ function readAb(file: string): AbInput {
     throw new UsageError(`--ab ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   return parseAbResult(content, file, "--ab");
-}
-
-function version(): string {
-  try {
-    return String(JSON.parse(readFileSync(resolve(packageRoot(), "package.json"), "utf8")).version ?? "unknown");
-  } catch {
-    return "unknown";
-  }
 }
 
 function checkHtmlOut(out: string | undefined): string {
