@@ -9,7 +9,8 @@ import { compareVectorSets, comparisonJson, formatComparison, type SetInfo } fro
 
 export const COMPARE_HELP = `jacsteer compare A B: how two sets of steering vectors relate
 
-  A, B                     vector files (CONTRACT.md section 3): FILE (all its rows) or FILE:ROW (one row)
+  A, B                     vector files (safetensors with "vectors" F32 [n, d]): FILE (all its rows) or FILE:ROW
+                           (one row; -1 = the last)
   --json                   print a JSON object instead of the table: cosines [A][B], best_matches,
                            principal_angles_deg, principal_cosines, ranks
 

@@ -9,7 +9,8 @@ import { UsageError } from "./errors.js";
 
 export const VERIFY_HELP = `jacsteer verify --result OURS.safetensors --reference THEIRS.safetensors
 
-Compares two vector files (CONTRACT.md section 3). First the runs: other layers, positions, prompt
+Compares two vector files (safetensors: "vectors" F32 [n, d], "singular_values", run metadata; as
+power-iter and reference/ write them). First the runs: other layers, positions, prompt
 tokens, model or steering point are reported as a MISMATCH, not as a numerical failure. Then per vector:
 relative sigma error and |cos|, clusters of near-tied sigmas compared as subspaces, and the principal
 angles between the two subspaces, judged by a perturbation model whose eps follows the reference's dtype
