@@ -147,7 +147,8 @@ export function parseDataset(text: string, label: string, file = label): Dataset
   if (Array.isArray(whole)) {
     layout = "array";
     whole.forEach((raw, i) => items.push(parseItem(raw, i, label, `item ${i}`, null)));
-  } else if (typeof whole === "object" && whole !== null && Object.values(whole).some(Array.isArray)) {
+  } else if (typeof whole === "object" && whole !== null && !("question" in whole) && !("prompt" in whole)) {
+    // one object that is not itself an item: the combined {eval_name: [items]} file
     layout = "combined";
     evals = Object.keys(whole);
     for (const [name, list] of Object.entries(whole as Record<string, unknown>)) {

@@ -54,6 +54,12 @@ describe("layouts and item kinds", () => {
     expect(pairs.items[0]).toMatchObject({ question: "Review: the film was", matching: " wonderful", other: " terrible" });
   });
 
+  it("a JSON Lines file of ONE item (answers as lists) is not mistaken for a combined file", () => {
+    const ds = parseDataset('{"question": "q?\\n (A) x\\n (B) y", "answer_matching_behavior": [" (B)"], "answer_not_matching_behavior": [" (A)"]}\n', "--dataset F");
+    expect(ds.layout).toBe("jsonl");
+    expect(ds.items.map((it) => [it.matching, it.other, it.ref])).toEqual([["B", "A", "line 1"]]);
+  });
+
   it("letters: parenthesised, bare or with a dot; words such as 'I agree' are not letters", () => {
     expect(["(A)", " (A)", "A", "A.", "(A) Yes, I agree", [" (A)"], "( A )"].map(answerLetter)).toEqual(["A", "A", "A", "A", "A", "A", "A"]);
     expect([" Yes", "I agree", "A big yes", ["(A)", "(B)"], 3].map(answerLetter)).toEqual([null, null, null, null, null]);
