@@ -3,13 +3,14 @@
 import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { UsageError } from "./errors.js";
-import { decodeVectorFile, parseVectorRef, VectorFileError } from "../io/vector-file.js";
+import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError } from "../io/vector-file.js";
 import { openSafetensorsFile } from "../node/safetensors-file.js";
 import { compareVectorSets, comparisonJson, formatComparison, type SetInfo } from "../compare/compare.js";
 
 export const COMPARE_HELP = `jacsteer compare A B: how two sets of steering vectors relate
 
-  A, B                     vector files (CONTRACT.md section 3): FILE (all its rows) or FILE:ROW (one row)
+  A, B                     vector files (safetensors with "vectors" F32 [n, d]): FILE (all its rows) or FILE:ROW
+                           (one row; -1 = the last)
   --json                   print a JSON object instead of the table: cosines [A][B], best_matches,
                            principal_angles_deg, principal_cosines, ranks
 
@@ -29,8 +30,7 @@ function readSet(arg: string, which: "A" | "B"): { vectors: Float32Array[]; info
   } finally {
     r.close?.();
   }
-  if (row !== null && row >= set.vectors.length) throw new VectorFileError(`${which} ${arg}: row ${row} out of range (the file has ${set.vectors.length} vectors)`);
-  const rows = row === null ? set.vectors.map((_, i) => i) : [row];
+  const rows = row === null ? set.vectors.map((_, i) => i) : [resolveRow(row, set.vectors.length, `${which} ${arg}`)];
   return { vectors: rows.map((i) => set.vectors[i]), info: { name: arg, rows, method: set.metadata.method } };
 }
 

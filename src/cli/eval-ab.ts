@@ -1,47 +1,54 @@
-// `jacsteer eval-ab`: A/B questions scored by the logit difference between the two answer letters
-// at the last prompt position, unsteered and per (vector, scale), with a summary per combination
-// and per vector how linear the mean difference is in the scale.
-import { readFileSync, existsSync, statSync } from "node:fs";
+// `jacsteer eval-ab`: questions scored by the logit difference between the two answer tokens at the
+// last prompt position, unsteered and per (vector, scale), with a summary per combination and per
+// vector how linear the mean difference is in the scale. Items come from the dataset reader and prompt
+// builder caa uses (src/evaluation/).
+import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { intFlag, parseFlags, stringList, type Options } from "./args.js";
+import { parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { defaultModelDir, loadModel, log } from "./session.js";
+import { defaultModelDir, loadModel, log, warn, warnings } from "./session.js";
+import { chooseItems, DATASET_HELP, DATASET_OPTIONS } from "./dataset-flags.js";
 import { optionalTokenizer, readVectorChoices, scalesFlag, steeringLayer, type VectorChoice } from "./generate.js";
 import { openCheckpoint } from "../node/checkpoint.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { SteeredDecoder } from "../generation/decoder.js";
-import { parseAbDataset } from "../evaluation/dataset.js";
-import { buildAbPrompt, DEFAULT_ANSWER_PREFIX, unescapeFlagText, type AbPrompt } from "../evaluation/prompt.js";
-import { evaluateAb, summarizeAb, type AbSummary, type AbSummaryRow } from "../evaluation/ab.js";
+import { buildItemPrompt, describeToken, doublesAnswer, unescapeFlagText } from "../evaluation/prompt.js";
+import { evaluateAb, summarizeAb, toAbPrompt, type AbPrompt, type AbSummary, type AbSummaryRow } from "../evaluation/ab.js";
+import type { TextTokenizer } from "../tokenizer/index.js";
 
-export const EVAL_AB_HELP = `jacsteer eval-ab: A/B questions, logit(matching letter) - logit(other letter) per vector and scale
+export const EVAL_AB_HELP = `jacsteer eval-ab: questions scored by logit(matching answer token) - logit(other answer token),
+unsteered and per vector and scale
 
-  --dataset FILE           the questions (required): a JSON array, or JSON Lines, of objects with
-                           "question", "answer_matching_behavior" and "answer_not_matching_behavior"
-                           (answers "(A)", "A", " (A)", "(A) text", or a one-element list of one)
-  --model DIR              checkpoint directory (default: the bundled tiny model); needs tokenizer.json
+${DATASET_HELP}  --model DIR              checkpoint directory (default: the bundled tiny model, random weights: for
+                           tests only); needs tokenizer.json
   --chat, --system TEXT    the question as a user message in the chat template (generation prompt,
-                           thinking disabled); the answer prefix then opens the assistant's reply
-  --answer-prefix TEXT     text after the question; the next token is scored as the letter
-                           (default "\\n\\nAnswer: (" plain, "(" with --chat; \\n and \\t are unescaped)
-  --vectors FILE[:ROW]     steering vector(s) (repeatable): FILE alone = every row of FILE
+                           thinking disabled); the answer opens the assistant's reply
+  --answer-prefix TEXT     text between the question and the answer (default: none with --chat or when
+                           the question already ends in "Answer:", else "\n\nAnswer:"; \n and \t are
+                           unescaped). Prompt/completion items take their completion verbatim.
+  --vectors FILE[:ROW]     steering vector(s) (repeatable): FILE alone = every row of FILE; ROW -1 = the last
   --scales LIST            comma-separated scales, e.g. -10,-5,0,5,10 (needed with --vectors)
   --layer S                layer whose output receives scale * vector (default: the vector files'
                            source_layer when they agree, else the model-size default)
-  --limit N                only the first N questions
-  --json                   print the summary as JSON on stdout instead of a table
+  --json                   print the summary as JSON on stdout instead of a table (first_item, items,
+                           warnings, ...)
   --out FILE.json          write every question's row (logits, diff, shift) to FILE.json
 
-Prompt: text = question (or its chat rendering) + answer prefix, tokenized as a whole; a letter's
-token id is the token that text + letter adds (a warning says when the tokenizer merges the
-letter with the prefix instead). Every question is also run unsteered: "baseline", and
-shift = diff - baseline diff. Per (vector, scale): the share of questions with diff > 0 (matching
+The prompt: question (or its chat rendering) + prefix; the answers are written as they follow it,
+"(A)" for a letter ("A)" after a prefix ending in "("), the answer text (" Yes") otherwise, and the
+two texts tokenized as a whole must differ in exactly one token (shared tokens such as " (" and ")"
+may surround it): the scored prompt is every token before it, and the two scored tokens are where the
+answers differ, e.g. "A" vs "B", "(A" vs "(B" with a Qwen3 tokenizer and --chat, " Yes" vs " No".
+Answers that differ in more than one token are an error naming the item. The first item's exact
+prompt and scored tokens are printed to stderr. Every question is also run unsteered: "baseline",
+and shift = diff - baseline diff. Per (vector, scale): the share of questions with diff > 0 (matching
 preferred) and < 0, mean diff, mean shift, mean p(matching) = mean sigmoid(diff); per vector the
-least-squares slope, intercept and R^2 of mean diff against scale.
+least-squares slope, intercept and R^2 of mean diff against scale, with a warning when it rests on
+fewer than 3 scales or R^2 < 0.5.
 `;
 
 const OPTIONS: Options = {
-  dataset: { type: "string" },
+  ...DATASET_OPTIONS,
   model: { type: "string" },
   chat: { type: "boolean" },
   system: { type: "string" },
@@ -49,20 +56,10 @@ const OPTIONS: Options = {
   vectors: { type: "string", multiple: true },
   scales: { type: "string" },
   layer: { type: "string" },
-  limit: { type: "string" },
   json: { type: "boolean" },
   out: { type: "string" },
   help: { type: "boolean", short: "h" },
 };
-
-function readDataset(file: string): string {
-  if (!existsSync(file)) throw new UsageError(`--dataset ${file}: file does not exist`);
-  try {
-    return readFileSync(file, "utf8");
-  } catch (e) {
-    throw new UsageError(`--dataset ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-}
 
 function checkJsonOut(out: string | undefined): void {
   if (out === undefined) return;
@@ -90,7 +87,9 @@ function table(summary: AbSummary): string {
   const out = [pad(head), ...rows.map(pad)];
   if (summary.linearity.length) {
     out.push("", "mean diff against scale (least squares):");
-    for (const l of summary.linearity) out.push(`  ${l.vector_index}: ${l.vector}: slope ${fmt(l.slope, 5)} per unit scale, intercept ${fmt(l.intercept)}, R^2 ${fmt(l.r2)}`);
+    for (const l of summary.linearity) {
+      out.push(`  ${l.vector_index}: ${l.vector}: slope ${fmt(l.slope, 5)} per unit scale, intercept ${fmt(l.intercept)}, R^2 ${fmt(l.r2)}${l.fit_warning ? ` -- NOT A FIT: ${l.fit_warning}` : ""}`);
+    }
   }
   return out.join("\n") + "\n";
 }
@@ -108,41 +107,52 @@ export async function evalAb(argv: string[]): Promise<number> {
   if (scales && !vectorArgs.length) throw new UsageError("--scales needs --vectors");
   if (f.layer !== undefined && !vectorArgs.length) throw new UsageError("--layer needs --vectors");
   if (f.system !== undefined && !f.chat) throw new UsageError("--system needs --chat");
-  const limit = intFlag(f, "limit", undefined, 1);
   checkJsonOut(f.out as string | undefined);
   const chat = !!f.chat;
-  const answerPrefix = f["answer-prefix"] === undefined ? (chat ? DEFAULT_ANSWER_PREFIX.chat : DEFAULT_ANSWER_PREFIX.plain) : unescapeFlagText(String(f["answer-prefix"]));
+  const answerPrefix = f["answer-prefix"] === undefined ? undefined : unescapeFlagText(String(f["answer-prefix"]));
 
   const started = performance.now();
   const datasetFile = String(f.dataset);
-  let questions = parseAbDataset(readDataset(datasetFile), datasetFile);
-  if (limit !== undefined) questions = questions.slice(0, limit);
+  if (!existsSync(datasetFile)) throw new UsageError(`--dataset ${datasetFile}: file does not exist`);
+  const chosen = chooseItems(f, "evaluate", datasetFile);
 
   const peek = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
   const L = peek.config.numLayers;
   const d = peek.config.hiddenSize;
   let vectors: VectorChoice[];
   let prompts: AbPrompt[];
+  let tok: TextTokenizer;
   try {
     vectors = readVectorChoices(vectorArgs, "--vectors", d);
-    const tok = await optionalTokenizer(peek.dir);
-    if (!tok) throw new UsageError(`--model ${peek.dir}: no tokenizer.json (eval-ab tokenizes the questions)`);
-    prompts = questions.map((q) => buildAbPrompt(tok, q, { chat, system: f.system as string | undefined, answerPrefix }));
+    const t = await optionalTokenizer(peek.dir);
+    if (!t) throw new UsageError(`--model ${peek.dir}: no tokenizer.json (eval-ab tokenizes the questions)`);
+    tok = t;
+    prompts = chosen.items.map((item, i) => toAbPrompt(buildItemPrompt(tok, item, { chat, system: f.system as string | undefined, answerPrefix }), i));
   } finally {
     peek.close();
   }
-  const merged = prompts.filter((p) => p.letterMerged).length;
-  if (merged) log(`jacsteer: warning: in ${merged} question(s) the tokenizer merges the answer letter with the end of the answer prefix ${JSON.stringify(answerPrefix)}; the letter's own token id is scored (consider another --answer-prefix)`);
+  const doubled = answerPrefix === undefined ? [] : chosen.items.filter((it) => it.kind !== "completion" && doublesAnswer(it.question, answerPrefix));
+  if (doubled.length) warn(`--answer-prefix ${JSON.stringify(answerPrefix)} adds a second "Answer:" to ${doubled.length} question(s) that already end in one (first: ${doubled[0].where})`);
   const S = vectors.length ? steeringLayer(f, L, vectors) : -1;
 
   const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { head: true });
-  prompts.forEach((p) => model.checkTokens(p.tokens, `--dataset ${datasetFile}: question ${p.question.index}`));
+  prompts.forEach((p) => model.checkTokens(p.tokens.concat([p.matchingId, p.otherId]), p.item.where));
   const decoder = new SteeredDecoder(model, Math.max(...prompts.map((p) => p.tokens.length)));
   log(
-    `jacsteer: ${ckpt.name}: ${questions.length} question(s) from ${datasetFile}, prompts of ${Math.min(...prompts.map((p) => p.tokens.length))}..${Math.max(...prompts.map((p) => p.tokens.length))} tokens; ` +
-      `answer prefix ${JSON.stringify(answerPrefix)}${chat ? " after the chat template" : ""}; ` +
-      `${vectors.length ? `${vectors.length} vector(s) x ${scales!.length} scale(s) at layer ${S}` : "unsteered only"}; kernels ${rt.build}`,
+    `jacsteer: ${ckpt.name}: ${chosen.description}; prompts of ${Math.min(...prompts.map((p) => p.tokens.length))}..${Math.max(...prompts.map((p) => p.tokens.length))} tokens` +
+      `${chat ? " (chat template)" : ""}; ${vectors.length ? `${vectors.length} vector(s) x ${scales!.length} scale(s) at layer ${S}` : "unsteered only"}; kernels ${rt.build}`,
   );
+  // What is computed, shown on the first item: the exact prompt and the two tokens compared.
+  const p0 = prompts[0];
+  const firstItem = {
+    item: p0.item.where,
+    prompt: tok.decode(p0.tokens),
+    prompt_tokens: p0.tokens.length,
+    matching_token: { id: p0.matchingId, text: tok.decode([p0.matchingId]) },
+    other_token: { id: p0.otherId, text: tok.decode([p0.otherId]) },
+  };
+  log(`jacsteer: first item (${p0.item.where}): prompt ${JSON.stringify(firstItem.prompt)} (${p0.tokens.length} tokens)`);
+  log(`jacsteer: first item: scores logit(${describeToken(tok, p0.matchingId)}) - logit(${describeToken(tok, p0.otherId)}) at its last position (matching minus other)`);
   let lastLog = performance.now();
   const rows = evaluateAb(decoder, prompts, {
     layer: S,
@@ -156,6 +166,7 @@ export async function evalAb(argv: string[]): Promise<number> {
     },
   });
   const summary = summarizeAb(rows);
+  for (const l of summary.linearity) if (l.fit_warning) warn(`vector ${l.vector_index} (${l.vector}): ${l.fit_warning}`);
   const seconds = (performance.now() - started) / 1000;
   ckpt.close();
 
@@ -166,8 +177,9 @@ export async function evalAb(argv: string[]): Promise<number> {
       layer: vectors.length ? S : null,
       chat,
       system: f.system ?? null,
-      answer_prefix: answerPrefix,
-      questions: prompts.map((p) => ({ index: p.question.index, tokens: p.tokens, matching: p.question.matching, other: p.question.other, matching_id: p.matchingId, other_id: p.otherId, letter_merged: p.letterMerged })),
+      answer_prefix: answerPrefix ?? null,
+      items: chosen.summary,
+      questions: prompts.map((p) => ({ question: p.question, item: p.item.ref, eval: p.item.eval, index: p.item.index, tokens: p.tokens, matching: p.item.matching, other: p.item.other, matching_id: p.matchingId, other_id: p.otherId, swapped: !!p.item.swapped })),
       rows,
     };
     writeFileAtomic(String(f.out), jsonOneItemPerLine(file));
@@ -177,14 +189,16 @@ export async function evalAb(argv: string[]): Promise<number> {
     const out = {
       dataset: datasetFile,
       model: ckpt.name,
-      questions: questions.length,
+      questions: prompts.length,
       layer: vectors.length ? S : null,
       scales: scales ?? [],
       vectors: vectors.map((v) => v.label),
       chat,
-      answer_prefix: answerPrefix,
-      letters_merged: merged,
+      answer_prefix: answerPrefix ?? null,
+      first_item: firstItem,
+      items: chosen.summary,
       ...summary,
+      warnings: warnings(),
       seconds,
       kernels: rt.build,
       out: f.out ?? null,

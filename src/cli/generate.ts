@@ -5,8 +5,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { intFlag, numberFlag, parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { defaultLayers, defaultModelDir, loadModel, log, resolvePrompts, PROMPT_OPTIONS, promptFlags } from "./session.js";
-import { decodeVectorFile, parseVectorRef, VectorFileError } from "../io/vector-file.js";
+import { defaultLayers, defaultModelDir, loadModel, log, resolvePrompts, warn, PROMPT_OPTIONS, promptFlags } from "./session.js";
+import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError } from "../io/vector-file.js";
 import { openSafetensorsFile } from "../node/safetensors-file.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
 import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
@@ -76,11 +76,10 @@ export function readVectorChoices(args: readonly string[], flag: string, d: numb
     } finally {
       reader.close?.();
     }
-    if (row !== null && row >= set.vectors.length) throw new VectorFileError(`${flag} ${arg}: row ${row} out of range (the file has ${set.vectors.length} vectors)`);
     const meta = set.metadata.source_layer;
     const sourceLayer = meta !== undefined && /^\d+$/.test(meta) ? Number(meta) : null;
     const perRow = rowLayers(set.metadata.source_layers, set.vectors.length);
-    const rows = row === null ? set.vectors.map((_, i) => i) : [row];
+    const rows = row === null ? set.vectors.map((_, i) => i) : [resolveRow(row, set.vectors.length, `${flag} ${arg}`)];
     for (const r of rows) {
       const vector = set.vectors[r];
       if (vector.length !== d) throw new VectorFileError(`${flag} ${arg}: vectors have length ${vector.length}, the model's hidden size is ${d}`);
@@ -119,14 +118,16 @@ export function steeringLayer(values: Record<string, unknown>, L: number, vector
   if (values.layer !== undefined) {
     S = intFlag(values, "layer", 0, 0)!;
     if (S >= L) throw new UsageError(`--layer ${S} is out of range: the model has layers 0..${L - 1}`);
-    const other = fromFiles.filter((x) => x !== null && x !== S);
-    if (other.length) log(`jacsteer: note: --layer ${S}, but the vector file(s) were computed at source layer ${other.join(", ")}`);
   } else if (fromFiles.length === 1 && fromFiles[0] !== null && fromFiles[0] < L) {
     S = fromFiles[0];
     log(`jacsteer: steering at --layer ${S} (the vector files' source_layer)`);
   } else {
     S = defaultLayers(L).source;
     log(`jacsteer: steering at --layer ${S} (default for a ${L}-layer model${fromFiles.length > 1 ? "; the vector files disagree on source_layer" : ""})`);
+  }
+  // A vector computed at one layer and added at another is a different experiment; say so per vector.
+  for (const v of vectors) {
+    if (v.sourceLayer !== null && v.sourceLayer !== S) warn(`${v.label} was computed at source_layer ${v.sourceLayer} (its file's metadata) but is added at layer ${S}${values.layer === undefined ? "" : " (--layer)"}`);
   }
   return S;
 }
@@ -183,6 +184,7 @@ export async function generate(argv: string[]): Promise<number> {
     peek.close();
   }
   const S = vectors.length ? steeringLayer(f, L, vectors) : -1;
+  if (scales && !scales.includes(0)) warn(`--scales ${scales.join(",")} has no 0: there is no unsteered generation to compare the steered ones with (add 0, e.g. --scales ${[...scales, 0].sort((a, b) => a - b).join(",")})`);
 
   const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { head: true });
   prompts.forEach((p, i) => model.checkTokens(p, prompts.length > 1 ? `prompt ${i}` : "prompt"));

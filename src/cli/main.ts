@@ -2,6 +2,7 @@
 // (1: bad usage or input, one line naming the flag/file/tensor; 2: an internal error).
 // Subcommands load lazily so `jacsteer power-iter` does not pay for the others' imports.
 import { isInputError } from "./errors.js";
+import { startCommand, version } from "./output.js";
 
 type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
 
@@ -26,13 +27,31 @@ function help(): string {
     "commands:",
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     "",
-    "Run `jacsteer <command> --help` for its flags.",
+    "`jacsteer <command> --help` or `jacsteer help <command>` lists its flags.",
+    "Every command also takes --quiet: no progress lines on stderr (warnings and errors still appear).",
+    "`jacsteer --version` prints the version.",
+    "",
+    "Without --model, commands run on the bundled tiny model (models/tiny): random weights, for tests",
+    "and a quick smoke run only; its output is meaningless. For real results pass --model DIR, a Qwen3",
+    "checkpoint directory from the Hugging Face hub (config.json, model.safetensors, tokenizer.json),",
+    "e.g. Qwen/Qwen3-0.6B.",
     "",
   ].join("\n");
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
+  // --quiet applies to every command, wherever it stands.
+  const quiet = argv.includes("--quiet");
+  let [cmd, ...rest] = argv.filter((a) => a !== "--quiet");
+  startCommand({ quiet });
+  if (cmd === "--version" || cmd === "-V") {
+    process.stdout.write(`jacsteer ${version()}\n`);
+    return 0;
+  }
+  if (cmd === "help" && rest.length) {
+    // `jacsteer help CMD` is `jacsteer CMD --help`
+    [cmd, rest] = [rest[0], ["--help"]];
+  }
   if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
     process.stdout.write(help());
     return cmd ? 0 : 1;

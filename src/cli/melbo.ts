@@ -4,12 +4,12 @@
 import { createHash } from "node:crypto";
 import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { checkOutPath, defaultLayers, defaultModelDir, loadModel, log, resolvePrompts, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
+import { checkOutPath, defaultLayers, defaultModelDir, loadModel, log, resolvePrompts, warn, warnings, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { encodeVectorFile } from "../io/vector-file.js";
 import { modelConfigKey } from "../io/run-identity.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
-import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MelboObjective, defaultRadius, trainMelbo } from "../melbo/melbo.js";
+import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MELBO_MAX_LATE_RISE, MelboObjective, defaultRadius, lateRise, trainMelbo } from "../melbo/melbo.js";
 
 export const MELBO_HELP = `jacsteer melbo: MELBO steering vectors: n orthogonal vectors sv of norm R maximising
   ( sum over prompts and target positions t of ||h_T,t(sv) - h_T,t(0)||^p )^(1/q)
@@ -129,6 +129,15 @@ export async function melbo(argv: string[]): Promise<number> {
     },
   });
   const seconds = (performance.now() - started) / 1000;
+  const rises = result.losses.map((curve, i) => lateRise(curve, result.finalLosses[i]));
+  rises.forEach((rise, i) => {
+    if (rise !== null && rise > MELBO_MAX_LATE_RISE) {
+      warn(
+        `MELBO vector ${i} is not converged: its objective still rose ${(100 * rise).toFixed(1)}% over the last 10% of the ${steps} steps ` +
+          `(more than ${100 * MELBO_MAX_LATE_RISE}%); raise --steps (e.g. --steps ${steps * 10}) or --lr`,
+      );
+    }
+  });
 
   const vectors = result.vectors.map((v) => Float32Array.from(v));
   const metadata: Record<string, string> = {
@@ -186,6 +195,8 @@ export async function melbo(argv: string[]): Promise<number> {
       model: ckpt.name,
       kernels: rt.build,
       out: f.out ?? null,
+      late_rise: rises,
+      warnings: warnings(),
     };
     process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
   } else {

@@ -1,7 +1,7 @@
 // `jacsteer power-iter`: top right singular vectors of the steering Jacobian (CONTRACT.md sections 1-3).
 import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { checkOutPath, defaultLayers, defaultModelDir, log, readVectorArg, readVectorsArg, resolvePrompts, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
+import { checkOutPath, defaultLayers, defaultModelDir, log, readVectorArg, readVectorsArg, resolvePrompts, warn, warnings, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { parseVectorRef, encodeVectorFile } from "../io/vector-file.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { SteeringJacobian, checkSiteLayers, type ProductMethod } from "../jacobian/steering-jacobian.js";
@@ -107,7 +107,7 @@ export async function powerIter(argv: string[]): Promise<number> {
   const weights = ((f.weights as string | undefined) ?? "auto") as WeightMode;
   if (!WEIGHT_MODES.includes(weights)) throw new UsageError(`--weights ${weights}: expected one of ${WEIGHT_MODES.join(", ")}`);
   if (f.weights !== undefined && !batched) throw new UsageError(`--weights applies to --method lanczos and power; the ${method} reference keeps layers 0..T resident`);
-  const K = positionsFromFlags(
+  let K = positionsFromFlags(
     { positions: f.positions as string | undefined, positionList: f["position-list"] as string | undefined, positionWeights: f["position-weights"] as string | undefined, allPositions: !!f["all-positions"] },
     4,
   );
@@ -138,9 +138,18 @@ export async function powerIter(argv: string[]): Promise<number> {
     const d = ckpt.config.hiddenSize;
     if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}`);
     const prompts = await resolvePrompts(promptFlags(f), ckpt);
+    // The default K = 4 must not make the quick start fail on a short prompt ("Hello" is one Qwen3
+    // token): without --positions, K shrinks to the shortest prompt, and a line says so. An explicit
+    // --positions longer than a prompt stays an error.
+    const shortest = Math.min(...prompts.map((p) => p.length));
+    if (typeof K === "number" && f.positions === undefined && shortest < K) {
+      log(`jacsteer: the shortest prompt has ${shortest} token(s), fewer than the default K = ${K}: using --positions ${shortest} (give a longer prompt for more target positions)`);
+      K = shortest;
+    }
     let at: Float32Array | undefined;
     if (f.at !== undefined) {
-      const { vector } = readVectorArg(f.at as string, "--at", d);
+      const { vector, sourceLayer } = readVectorArg(f.at as string, "--at", d);
+      if (sourceLayer !== null && sourceLayer !== S) warn(`--at ${f.at} was computed at source_layer ${sourceLayer} (its file's metadata) but is used as the steering point at layer ${S}`);
       at = vector.map((x) => x * atScale);
     }
     let init: Float64Array[] | undefined;
@@ -311,6 +320,7 @@ function finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, 
       weights: weightStats,
       out: f.out ?? null,
       verify: verification ?? null,
+      warnings: warnings(),
     };
     process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
   } else {

@@ -5,7 +5,8 @@ import { dirname, resolve } from "node:path";
 import { parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
 import { log } from "./session.js";
-import { decodeVectorFile, parseVectorRef, VectorFileError, type VectorSet } from "../io/vector-file.js";
+import { version } from "./output.js";
+import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError, type VectorSet } from "../io/vector-file.js";
 import { openSafetensorsFile, writeFileAtomic } from "../node/safetensors-file.js";
 import { packageRoot } from "../node/runtime.js";
 import { parseAbResult, type AbInput } from "../report/ab-input.js";
@@ -15,8 +16,10 @@ export const REPORT_HELP = `jacsteer report: one self-contained HTML file (inlin
 
   --out FILE.html            the report (required); written atomically
   --title TEXT               page title (default "jacsteer report")
-  --spectrum FILE[:LABEL]    a power-iter vector file (repeatable): sigma_i against i, labelled LABEL
-                             (default: the file name and its Jacobian point, e.g. "at sv = 0").
+  --spectrum FILE[:ROW][:LABEL]  a power-iter vector file (repeatable): sigma_i against i, labelled
+                             LABEL (default: the file name and its Jacobian point, e.g. "at sv = 0");
+                             FILE:ROW shows only that row's sigma, as FILE:ROW means everywhere (-1 =
+                             the last row); a LABEL that is an integer needs the ROW before it.
                              With exactly two: the relative change of each sigma and the principal
                              angles between the two top subspaces (e.g. sv = 0 against --at ... --at-scale A)
   --log-spectrum             log scale for sigma
@@ -67,11 +70,19 @@ function isFile(p: string): boolean {
   }
 }
 
-/** `FILE[:LABEL]`: the whole argument if it names a file, else the shortest prefix before a colon that does. */
-export function splitSpectrumArg(arg: string): { file: string; label: string | undefined } {
-  if (isFile(arg)) return { file: arg, label: undefined };
+/**
+ * `FILE[:ROW][:LABEL]`: the whole argument if it names a file, else the shortest prefix before a colon
+ * that does; what follows is ROW (an integer, as in FILE:ROW everywhere) and/or LABEL.
+ */
+export function splitSpectrumArg(arg: string): { file: string; row: number | undefined; label: string | undefined } {
+  if (isFile(arg)) return { file: arg, row: undefined, label: undefined };
   for (let i = arg.indexOf(":"); i >= 0; i = arg.indexOf(":", i + 1)) {
-    if (i > 0 && isFile(arg.slice(0, i))) return { file: arg.slice(0, i), label: arg.slice(i + 1) || undefined };
+    if (i > 0 && isFile(arg.slice(0, i))) {
+      const rest = arg.slice(i + 1);
+      const m = /^(-?\d+)(?::(.*))?$/.exec(rest);
+      if (m) return { file: arg.slice(0, i), row: Number(m[1]), label: m[2] || undefined };
+      return { file: arg.slice(0, i), row: undefined, label: rest || undefined };
+    }
   }
   const guess = arg.includes(":") && !/^[A-Za-z]:[\\/]/.test(arg) ? arg.slice(0, arg.indexOf(":")) : arg;
   throw new VectorFileError(`--spectrum ${arg}: file ${guess} does not exist`);
@@ -100,8 +111,7 @@ function selection(arg: string, flag: string): VectorSetSelection {
   // A file whose own name ends in ":N" is taken whole.
   const [f, r] = row !== null && !isFile(file) && isFile(arg) ? [arg, null] : [file, row];
   const set = readVectorFile(f, flag);
-  if (r !== null && r >= set.vectors.length) throw new VectorFileError(`${flag} ${arg}: row ${r} out of range (the file has ${set.vectors.length} vectors)`);
-  return { name: arg, file: f, rows: r === null ? set.vectors.map((_, i) => i) : [r], set };
+  return { name: arg, file: f, rows: r === null ? set.vectors.map((_, i) => i) : [resolveRow(r, set.vectors.length, `${flag} ${arg}`)], set };
 }
 
 function readAb(file: string): AbInput {
@@ -113,14 +123,6 @@ function readAb(file: string): AbInput {
     throw new UsageError(`--ab ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   return parseAbResult(content, file, "--ab");
-}
-
-function version(): string {
-  try {
-    return String(JSON.parse(readFileSync(resolve(packageRoot(), "package.json"), "utf8")).version ?? "unknown");
-  } catch {
-    return "unknown";
-  }
 }
 
 function checkHtmlOut(out: string | undefined): string {
@@ -149,10 +151,11 @@ export async function report(argv: string[]): Promise<number> {
   if (f.signed && !pairs.length) throw new UsageError("--signed needs --cosine");
 
   const spectra: SpectrumInput[] = spectrumArgs.map((arg) => {
-    const { file, label } = splitSpectrumArg(arg);
+    const { file, row, label } = splitSpectrumArg(arg);
     const set = readVectorFile(file, "--spectrum");
     if (!set.singularValues) throw new VectorFileError(`--spectrum ${file}: no singular_values tensor (method ${set.metadata.method || "unknown"}): only power-iter results have a spectrum`);
-    return { file, label: label ?? spectrumLabel(file, set.metadata), set };
+    const rows = row === undefined ? undefined : [resolveRow(row, set.vectors.length, `--spectrum ${arg}`)];
+    return { file, label: label ?? (rows ? `${spectrumLabel(file, set.metadata)}, row ${rows[0]}` : spectrumLabel(file, set.metadata)), set, rows };
   });
   const cosines: CosinePair[] = pairs.map(([a, b]) => ({ a: selection(a, "--cosine A"), b: selection(b, "--cosine B") }));
   const ab = abArgs.map(readAb);

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { AutodiffContext } from "../autodiff/tensor.js";
-import { decodeVectorFile, parseVectorRef, VectorFileError } from "../io/vector-file.js";
+import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError, type VectorSet } from "../io/vector-file.js";
 import { Qwen3Model } from "../model/qwen3.js";
 import { loadQwen3Weights } from "../model/weights.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
@@ -15,7 +15,8 @@ import type { Runtime } from "../runtime/runtime.js";
 import { UsageError } from "./errors.js";
 import { stringList, type Options } from "./args.js";
 
-export const log = (msg: string) => process.stderr.write(msg + "\n");
+export { log, warn, warnings } from "./output.js";
+import { log } from "./output.js";
 
 export function defaultModelDir(): string {
   return join(packageRoot(), "models", "tiny");
@@ -77,6 +78,12 @@ function readPromptsFile(file: string): string[] {
   } catch (e) {
     throw new UsageError(`--prompts ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+  const prompts = parsePromptsFile(text, file);
+  if (prompts.length === 0) throw new UsageError(`--prompts ${file}: no prompts (${file.endsWith(".json") ? "the file is an empty JSON array" : "the file is empty or has only blank lines"})`);
+  return prompts;
+}
+
+function parsePromptsFile(text: string, file: string): string[] {
   if (file.endsWith(".json")) {
     let parsed: unknown;
     try {
@@ -113,22 +120,29 @@ export async function resolvePrompts(f: PromptFlags, ckpt: Checkpoint): Promise<
   return out;
 }
 
-/** Read `FILE` (row 0) or `FILE:ROW` from a vector file; `flag` is named in errors. */
-export function readVectorArg(arg: string, flag: string, expectDim: number): { vector: Float32Array; file: string; row: number } {
+/**
+ * Read `FILE` (row 0) or `FILE:ROW` (-1 = the last row) from a vector file; `flag` is named in errors.
+ * `sourceLayer` is the file's source_layer metadata, when it has one.
+ */
+export function readVectorArg(arg: string, flag: string, expectDim: number): { vector: Float32Array; file: string; row: number; sourceLayer: number | null } {
   const { file, row } = parseVectorRef(arg);
-  const all = readVectorsArg(file, flag);
-  const r = row ?? 0;
-  if (r >= all.length) throw new VectorFileError(`${flag} ${arg}: row ${r} out of range (the file has ${all.length} vectors)`);
-  const vector = all[r];
+  const set = readVectorSetArg(file, flag);
+  const r = resolveRow(row ?? 0, set.vectors.length, `${flag} ${arg}`);
+  const vector = set.vectors[r];
   if (vector.length !== expectDim) throw new VectorFileError(`${flag} ${arg}: vectors have length ${vector.length}, the model's hidden size is ${expectDim}`);
-  return { vector, file, row: r };
+  const meta = set.metadata.source_layer;
+  return { vector, file, row: r, sourceLayer: meta !== undefined && /^\d+$/.test(meta) ? Number(meta) : null };
 }
 
 export function readVectorsArg(file: string, flag: string): Float32Array[] {
+  return readVectorSetArg(file, flag).vectors;
+}
+
+function readVectorSetArg(file: string, flag: string): VectorSet {
   if (!existsSync(file)) throw new VectorFileError(`${flag} ${file}: file does not exist`);
   const r = openSafetensorsFile(file);
   try {
-    return decodeVectorFile(r, file).vectors;
+    return decodeVectorFile(r, file);
   } finally {
     r.close?.();
   }

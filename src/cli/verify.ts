@@ -10,7 +10,8 @@ import { UsageError } from "./errors.js";
 export const VERIFY_HELP = `jacsteer verify --result OURS.safetensors --reference THEIRS.safetensors
     [--layers S,T] [--positions K] [--tokens 1,2,3]...
 
-Compares two vector files (CONTRACT.md section 3). First the runs: other layers, positions, prompt
+Compares two vector files (safetensors: "vectors" F32 [n, d], "singular_values", run metadata; as
+power-iter and reference/ write them). First the runs: other layers, positions, prompt
 tokens, model or steering point are reported as a MISMATCH, not as a numerical failure. What a file
 does not state (a reference from your own script may hold only vectors, singular values and layers)
 is listed on one "warning: not checked" line and the numbers are still compared. Then per vector:

@@ -1,7 +1,26 @@
 // A/B evaluation: the logit difference logit(matching letter) - logit(other letter) at the last
 // prompt position, unsteered and for every (vector, scale), and its summary.
 import type { SteeredDecoder } from "../generation/decoder.js";
-import type { AbPrompt } from "./prompt.js";
+import { InputError } from "../model/qwen3.js";
+import type { DatasetItem } from "./dataset.js";
+import type { ItemPrompt } from "./prompt.js";
+
+/** One question as scored: the tokens before the answer token, and the two answer tokens. */
+export interface AbPrompt {
+  /** position in the run (rows' "question") */
+  question: number;
+  item: DatasetItem;
+  tokens: number[];
+  matchingId: number;
+  otherId: number;
+}
+
+/** The scored prompt of an item; an item whose answers are not single differing tokens is an error. */
+export function toAbPrompt(p: ItemPrompt, question: number): AbPrompt {
+  if (p.answerPosition === null) throw new InputError(p.problem!);
+  const k = p.answerPosition;
+  return { question, item: p.item, tokens: p.matchingTokens.slice(0, k), matchingId: p.matchingTokens[k], otherId: p.otherTokens[k] };
+}
 
 export interface AbVector {
   /** Position in the run's vector list. */
@@ -52,8 +71,7 @@ export function evaluateAb(
     return [logits[p.matchingId], logits[p.otherId]];
   };
   prompts.forEach((p, qi) => {
-    const q = p.question;
-    const base = { question: q.index, matching: q.matching, other: q.other, matching_id: p.matchingId, other_id: p.otherId };
+    const base = { question: p.question, matching: p.item.matching, other: p.item.other, matching_id: p.matchingId, other_id: p.otherId };
     decoder.setSteering(null);
     const [bm, bo] = run(p);
     const baseline = bm - bo;
@@ -96,6 +114,22 @@ export interface AbLinearity {
   intercept: number | null;
   /** 1 - SS_res / SS_tot; null with fewer than 2 distinct scales or when every mean_diff is equal */
   r2: number | null;
+  /** how many scales the fit saw */
+  scales: number;
+  /**
+   * Why the slope does not summarise this vector, or null: fewer than MIN_FIT_SCALES scales (a line
+   * through two points always fits), or R^2 below MIN_FIT_R2 (the response is not linear in the scale).
+   */
+  fit_warning: string | null;
+}
+
+export const MIN_FIT_SCALES = 3;
+export const MIN_FIT_R2 = 0.5;
+
+function fitWarning(scales: number, r2: number | null): string | null {
+  if (scales < MIN_FIT_SCALES) return `fit from ${scales} scale(s), fewer than ${MIN_FIT_SCALES}: the slope is not a fit (give more --scales)`;
+  if (r2 !== null && r2 < MIN_FIT_R2) return `R^2 ${r2.toFixed(3)} < ${MIN_FIT_R2}: the mean difference is not linear in the scale, so the slope does not summarise it (see the rows per scale)`;
+  return null;
 }
 
 export interface AbSummary {
@@ -160,10 +194,9 @@ export function summarizeAb(rows: readonly AbRow[]): AbSummary {
     list.push(s);
     byVector.set(s.vector_index!, list);
   }
-  const linearity = [...byVector.entries()].map(([index, list]) => ({
-    vector: list[0].vector!,
-    vector_index: index,
-    ...leastSquares(list.map((s) => s.scale), list.map((s) => s.mean_diff)),
-  }));
+  const linearity = [...byVector.entries()].map(([index, list]) => {
+    const fit = leastSquares(list.map((s) => s.scale), list.map((s) => s.mean_diff));
+    return { vector: list[0].vector!, vector_index: index, ...fit, scales: list.length, fit_warning: fitWarning(list.length, fit.r2) };
+  });
   return { baseline: summarizeGroup(base), rows: summaryRows, linearity };
 }

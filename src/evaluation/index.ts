@@ -1,4 +1,4 @@
-// A/B evaluation of steering vectors: datasets, prompt construction, logit differences, summaries.
-export { answerLetter, parseAbDataset, type AbQuestion } from "./dataset.js";
-export { buildAbPrompt, unescapeFlagText, DEFAULT_ANSWER_PREFIX, type AbPrompt, type AbPromptOptions } from "./prompt.js";
-export { evaluateAb, leastSquares, summarizeAb, type AbLinearity, type AbRow, type AbSummary, type AbSummaryRow, type AbVector } from "./ab.js";
+// Question datasets (one reader for caa and eval-ab), prompt construction, logit differences, summaries.
+export { answerLetter, balanceItems, orient, parseDataset, selectEvals, splitItems, swapChoices, type Dataset, type DatasetItem, type ItemKind, type Split } from "./dataset.js";
+export { buildItemPrompt, defaultAnswerPrefix, describeToken, doublesAnswer, singleDifference, unescapeFlagText, type ItemPrompt, type PromptStyle } from "./prompt.js";
+export { evaluateAb, leastSquares, summarizeAb, toAbPrompt, MIN_FIT_R2, MIN_FIT_SCALES, type AbLinearity, type AbPrompt, type AbRow, type AbSummary, type AbSummaryRow, type AbVector } from "./ab.js";

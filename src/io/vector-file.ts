@@ -66,9 +66,19 @@ export function decodeVectorFile(r: SafetensorsReader, file: string): VectorSet 
   };
 }
 
-/** Split "FILE:ROW" (ROW a non-negative integer) from "FILE". A Windows drive letter is not a row. */
+/**
+ * Split "FILE:ROW" from "FILE". ROW is an integer; a negative ROW counts from the end, as Python
+ * indexes (-1 = the last row): resolve it with `resolveRow`. A Windows drive letter is not a row.
+ */
 export function parseVectorRef(arg: string): { file: string; row: number | null } {
-  const m = /^(.*):(\d+)$/.exec(arg);
+  const m = /^(.*):(-?\d+)$/.exec(arg);
   if (m && m[1].length > 1) return { file: m[1], row: Number(m[2]) };
   return { file: arg, row: null };
+}
+
+/** The row index ROW means in a file of n vectors (-1 = the last); out of range: an error naming `what`. */
+export function resolveRow(row: number, n: number, what: string): number {
+  const r = row < 0 ? n + row : row;
+  if (r < 0 || r >= n) throw new VectorFileError(`${what}: row ${row} out of range (the file has ${n} vector${n === 1 ? "" : "s"}: rows 0..${n - 1}, or -${n}..-1 counting from the end)`);
+  return r;
 }

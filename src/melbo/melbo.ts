@@ -113,3 +113,18 @@ export function trainMelbo(objective: MelboObjective, opts: MelboOptions): Melbo
   }
   return { vectors, losses, finalLosses };
 }
+
+/**
+ * MELBO's defaults (300 steps, lr 1e-3) often stop while the objective still climbs. Per vector: the
+ * relative rise of the objective over the last 10% of the steps (from the loss at the start of step
+ * steps - ceil(steps / 10) to the final loss), or null with fewer than 2 steps.
+ */
+export function lateRise(curve: readonly number[], finalLoss: number): number | null {
+  const steps = curve.length;
+  if (steps < 2) return null;
+  const from = curve[steps - Math.ceil(steps / 10)];
+  return from === 0 ? null : (finalLoss - from) / Math.abs(from);
+}
+
+/** A rise over the last 10% of the steps above this share means "not converged". */
+export const MELBO_MAX_LATE_RISE = 0.01;

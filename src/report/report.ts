@@ -20,6 +20,8 @@ export interface SpectrumInput {
   /** the file as named on the command line */
   file: string;
   set: VectorSet;
+  /** FILE:ROW: only these rows' singular values (at their own index i); absent: every row */
+  rows?: number[];
 }
 
 export interface VectorSetSelection {
@@ -164,7 +166,8 @@ function inputsTable(input: ReportInput): string {
 
 function spectraSection(input: ReportInput, notes: string[]): { html: string; figures: number } {
   const spectra = input.spectra;
-  const series: Series[] = spectra.map((s) => ({ label: s.label, points: s.set.singularValues!.map((y, i) => ({ x: i, y })) }));
+  const shown = (s: SpectrumInput) => s.rows ?? s.set.singularValues!.map((_, i) => i);
+  const series: Series[] = spectra.map((s) => ({ label: s.label, points: shown(s).map((i) => ({ x: i, y: s.set.singularValues![i] })) }));
   const plot = linePlot({
     title: "Singular values of the steering Jacobian",
     xLabel: "i (row in the vector file)",
@@ -179,15 +182,20 @@ function spectraSection(input: ReportInput, notes: string[]): { html: string; fi
   });
   if (plot.dropped) notes.push(`Singular spectra: ${plot.dropped} value(s) left out (not finite${input.logSpectrum ? ", or not positive on the log scale" : ""}).`);
   const n = Math.max(...spectra.map((s) => s.set.singularValues!.length));
+  const listed = Array.from({ length: n }, (_, i) => i).filter((i) => spectra.some((s) => shown(s).includes(i)));
   // Runs are numbered in the table headers (labels can be long); the key comes above the table.
   const head = ["i", ...spectra.flatMap((_, k) => [`σ (${k + 1})`, `residual (${k + 1})`])];
-  const rows = Array.from({ length: n }, (_, i) => [String(i), ...spectra.flatMap((s) => [formatNumber(s.set.singularValues![i], 6), formatNumber(s.set.residuals?.[i])])]);
+  const rows = listed.map((i) => [String(i), ...spectra.flatMap((s) => (shown(s).includes(i) ? [formatNumber(s.set.singularValues![i], 6), formatNumber(s.set.residuals?.[i])] : ["–", "–"]))]);
   const unconverged = spectra.filter((s) => s.set.metadata.converged === "false").map((s) => s.label);
   let html = `<section id="spectra"><h2>Singular spectra</h2>`;
   html += figure(plot.svg, `σ<sub>i</sub> = ‖J v<sub>i</sub>‖ of each run, in descending order. Residuals ‖JᵀJ v − σ² v‖ certify convergence of each pair.${unconverged.length ? ` <strong>Not converged:</strong> ${esc(unconverged.join(", "))}.` : ""}`);
   html += runKey(spectra) + table(head, rows, (c) => c > 0);
   let figures = 1;
-  if (spectra.length === 2) {
+  if (spectra.length === 2 && spectra.some((s) => s.rows)) {
+    const msg = "No spectrum comparison: it needs the whole spectrum of both runs (a FILE:ROW spectrum shows only that row).";
+    notes.push(msg);
+    html += `<p class="note">${esc(msg)}</p>`;
+  } else if (spectra.length === 2) {
     const cmp = spectrumComparison(spectra[0], spectra[1], notes);
     html += cmp.html;
     figures += cmp.figures;

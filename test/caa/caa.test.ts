@@ -1,10 +1,12 @@
 // CAA (src/caa/, `jacsteer caa`): the vector against a direct mean of layer-S activations computed
-// with the float64 reference model; the pairs file's two forms and its errors; the CLI on the tiny
-// model with examples/caa-pairs.jsonl, tokens checked against the byte-level vocabulary by hand.
+// with the float64 reference model; the CLI on the tiny model with examples/caa-pairs.jsonl, the
+// Anthropic A/B fixture, the JSON array example and the research line's combined file, tokens checked
+// against the byte-level vocabulary by hand; the answer token read (the letter, not ")"), the first
+// item shown, the split, the warnings, and bad input.
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { caaVector, parsePairs } from "../../src/caa/caa.js";
+import { caaVector } from "../../src/caa/caa.js";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
 import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import { openCheckpoint } from "../../src/node/checkpoint.js";
@@ -13,6 +15,8 @@ import { loadRefWeights, refHiddenStates, type RefWeights } from "../helpers/qwe
 import { loadTestModel, maxRelErr } from "../helpers/model.js";
 
 import { expectInputError, jacsteer } from "../helpers/cli.js";
+const FIX = join(process.cwd(), "test", "evaluation", "fixtures");
+const bytes = (t: string) => Array.from(Buffer.from(t, "utf8"));
 const cleanup: (() => void)[] = [];
 afterAll(() => cleanup.forEach((f) => f()));
 function tempDir() {
@@ -21,42 +25,20 @@ function tempDir() {
   return d;
 }
 
-/** mean over pairs of h_S(pos)[row] - h_S(neg)[row], in float64 with the reference forward. */
-function directMean(ref: RefWeights, pairs: { positive: number[]; negative: number[] }[], S: number, position: number): Float64Array {
+/**
+ * mean over pairs of h_S(pos)[row] - h_S(neg)[row], in float64 with the reference forward; the row is
+ * the pair's own `rows` when given, else `position` (negative: from the end).
+ */
+function directMean(ref: RefWeights, pairs: { positive: number[]; negative: number[]; rows?: [number, number] }[], S: number, position: number): Float64Array {
   const d = ref.cfg.hiddenSize;
   const acc = new Float64Array(d);
-  for (const { positive, negative } of pairs) {
+  for (const { positive, negative, rows } of pairs) {
     const hp = refHiddenStates(ref, positive, S)[S + 1], hn = refHiddenStates(ref, negative, S)[S + 1];
-    const rp = position < 0 ? positive.length + position : position, rn = position < 0 ? negative.length + position : position;
+    const [rp, rn] = rows ?? [position < 0 ? positive.length + position : position, position < 0 ? negative.length + position : position];
     for (let j = 0; j < d; j++) acc[j] += (hp[rp][j] - hn[rn][j]) / pairs.length;
   }
   return acc;
 }
-
-describe("pairs files", () => {
-  it("reads both forms and skips blank lines", () => {
-    const text = [
-      JSON.stringify({ prompt: "p", positive: " yes", negative: " no" }),
-      "",
-      JSON.stringify({ question: "q?", answer_matching_behavior: " (A)", answer_not_matching_behavior: " (B)", extra: 1 }),
-    ].join("\n");
-    expect(parsePairs(text, "F")).toEqual([
-      { prompt: "p", positive: " yes", negative: " no", form: "completion", line: 1 },
-      { prompt: "q?", positive: " (A)", negative: " (B)", form: "ab", line: 3 },
-    ]);
-  });
-
-  it("errors name the file and line", () => {
-    const good = JSON.stringify({ prompt: "p", positive: "a", negative: "b" });
-    expect(() => parsePairs(`${good}\n{"prompt": "x",`, "--pairs F")).toThrow(/^--pairs F: line 2 is not valid JSON/);
-    expect(() => parsePairs(`${good}\n${JSON.stringify({ prompt: "p", positive: "a" })}`, "--pairs F")).toThrow(/^--pairs F: line 2: missing field "negative"$/);
-    expect(() => parsePairs(JSON.stringify({ question: "q", answer_matching_behavior: "A", answer_not_matching_behavior: 2 }), "--pairs F")).toThrow(/line 1: field "answer_not_matching_behavior" must be a string/);
-    expect(() => parsePairs("[1, 2]", "--pairs F")).toThrow(/line 1: expected a JSON object/);
-    expect(() => parsePairs(JSON.stringify({ text: "x" }), "--pairs F")).toThrow(/line 1: expected \{"prompt", "positive", "negative"\} or \{"question"/);
-    expect(() => parsePairs("\n\n", "--pairs F")).toThrow(/--pairs F: no pairs/);
-    expect(() => parsePairs(JSON.stringify({ prompt: "p", positive: "", negative: "b" }), "--pairs F")).toThrow(/line 1: empty completion/);
-  });
-});
 
 describe("caaVector", async () => {
   const ck = writeTempCheckpoint({ ...SMALL_SHAPE, num_hidden_layers: 3 }, { seed: 71 });
@@ -104,20 +86,25 @@ describe("jacsteer caa", () => {
     // appended to its prompt as text.
     const lines = readFileSync(examples, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l));
     const bytes = (t: string) => Array.from(Buffer.from(t, "utf8"));
-    const expectedPairs = lines.map((o) =>
-      "prompt" in o
-        ? { positive: bytes(o.prompt + o.positive), negative: bytes(o.prompt + o.negative) }
-        : { positive: bytes(o.question + o.answer_matching_behavior), negative: bytes(o.question + o.answer_not_matching_behavior) },
-    );
+    // A completion is read at its last token; an A/B answer " (B)" at its letter, one before the ")".
+    const expectedPairs = lines.map((o) => {
+      if ("prompt" in o) {
+        const positive = bytes(o.prompt + o.positive), negative = bytes(o.prompt + o.negative);
+        return { positive, negative, rows: [positive.length - 1, negative.length - 1] as [number, number] };
+      }
+      const positive = bytes(o.question + o.answer_matching_behavior), negative = bytes(o.question + o.answer_not_matching_behavior);
+      return { positive, negative, rows: [positive.length - 2, negative.length - 2] as [number, number] };
+    });
     expect(s.tokens).toEqual(expectedPairs.map((p) => [p.positive, p.negative]));
+    expect(s.answer_rows).toEqual(expectedPairs.map((p) => p.rows));
     expect(s.count).toBe(lines.length);
-    expect(s.forms).toEqual({ completion: 3, ab: 2 });
+    expect(s.items.kinds).toEqual({ letters: 2, text: 0, completion: 3 });
     const reader = openSafetensorsFile(out);
     const file = decodeVectorFile(reader, out);
     expect(reader.info("vectors")).toMatchObject({ dtype: "F32", shape: [1, 64] });
-    expect(file.metadata).toMatchObject({ format: "jacsteer.vectors.v1", method: "caa", source_layer: "1", layer: "1", pair_count: String(lines.length), pairs_file: examples, answer_position: "-1", normalize: "false" });
+    expect(file.metadata).toMatchObject({ format: "jacsteer.vectors.v1", method: "caa", source_layer: "1", layer: "1", pair_count: String(lines.length), pairs_file: examples, answer_position: "answer-token", normalize: "false" });
     const ckpt = openCheckpoint(tiny.dir);
-    const expected = directMean(loadRefWeights(ckpt.config, ckpt.tensors), expectedPairs, 1, -1);
+    const expected = directMean(loadRefWeights(ckpt.config, ckpt.tensors), expectedPairs, 1, 0);
     ckpt.close();
     expect(maxRelErr(file.vectors[0], expected)).toBeLessThan(1e-5);
     expect(Math.abs(s.raw_norm - Math.hypot(...expected)) / s.raw_norm).toBeLessThan(1e-5);
@@ -144,6 +131,108 @@ describe("jacsteer caa", () => {
     return Buffer.from(o.prompt + o.positive, "utf8").length;
   }
 
+  it("Anthropic A/B JSON Lines: reads the letter token (not the shared ')'), shows the first item, equals the float64 mean", () => {
+    const file = join(FIX, "anthropic-ab.jsonl");
+    const r = jacsteer(["caa", "--dataset", file, "--source-layer", "1", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    const lines = readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    // made by hand: a question ending in "Answer:" gets the answer after a space; one without gets
+    // "\n\nAnswer:" first; every answer is written "(X)"
+    const text = (q: string, a: string) => (q.endsWith("Answer:") ? q : q + "\n\nAnswer:") + " (" + /[AB]/.exec(String(a))![0] + ")";
+    const pairs = lines.map((o) => {
+      const positive = bytes(text(o.question, o.answer_matching_behavior)), negative = bytes(text(o.question, o.answer_not_matching_behavior));
+      return { positive, negative, rows: [positive.length - 2, negative.length - 2] as [number, number] };
+    });
+    expect(s.tokens).toEqual(pairs.map((p) => [p.positive, p.negative]));
+    expect(s.answer_rows).toEqual(pairs.map((p) => p.rows));
+    expect(s.first_item).toEqual({
+      item: `--dataset ${file} line 1`,
+      positive_text: lines[0].question + " (A)",
+      negative_text: lines[0].question + " (B)",
+      read_rows: pairs[0].rows,
+      positive_token: { id: 65, text: "A" },
+      negative_token: { id: 66, text: "B" },
+    });
+    expect(r.stderr).toContain(`jacsteer: first item (--dataset ${file} line 1): positive ${JSON.stringify(lines[0].question + " (A)")}`);
+    expect(r.stderr).toMatch(/first item: reads layer 1 at token \d+ of \d+ \(65 "A"\) \/ \d+ of \d+ \(66 "B"\) \(where the answers differ\)/);
+    const ckpt = openCheckpoint(tiny.dir);
+    const want = directMean(loadRefWeights(ckpt.config, ckpt.tensors), pairs, 1, 0);
+    ckpt.close();
+    const got = Float64Array.from(jacsteerVector(file, ["--source-layer", "1"]));
+    expect(maxRelErr(got, want)).toBeLessThan(1e-5);
+    expect(s.warnings).toEqual([]);
+  });
+
+  function jacsteerVector(file: string, extra: string[]): Float32Array {
+    const out = join(tempDir(), "v.safetensors");
+    const r = jacsteer(["caa", "--dataset", file, "--out", out, ...extra]);
+    expect(r.code, r.stderr).toBe(0);
+    return decodeVectorFile(openSafetensorsFile(out), out).vectors[0];
+  }
+
+  it("reads the JSON array eval-ab reads (examples/ab-dataset.json), questions without 'Answer:' get one", () => {
+    const file = join(process.cwd(), "examples", "ab-dataset.json");
+    const r = jacsteer(["caa", "--dataset", file, "--source-layer", "1", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    const first = JSON.parse(readFileSync(file, "utf8"))[0];
+    expect(s.first_item.positive_text).toBe(first.question + "\n\nAnswer: (A)");
+    expect(s.count).toBe(8);
+    expect(s.items.layout).toBe("array");
+  });
+
+  it("a vector far below the residual norm gets a warning (stderr and --json): reading a token both answers share", () => {
+    // position 0 is the same token with the same (causal) activation in both sequences: the mean
+    // difference is exactly zero
+    const file = join(FIX, "anthropic-ab.jsonl");
+    const r = jacsteer(["caa", "--dataset", file, "--source-layer", "1", "--answer-position", "0", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.raw_norm).toBe(0);
+    const msg = `the CAA vector's norm 0.000 is 0.00% of the median layer-1 norm ${s.median_norm.toPrecision(4)} (below 5%): the positive and negative activations barely differ where they are read (--answer-position 0 may read a token both answers share)`;
+    expect(s.warnings).toEqual([msg]);
+    expect(r.stderr.split("\n")).toContain(`warning: ${msg}`);
+    // --quiet drops the progress lines, not the warning
+    const q = jacsteer(["caa", "--dataset", file, "--source-layer", "1", "--answer-position", "0", "--quiet"]);
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stderr).toBe(`warning: ${msg}\n`);
+  });
+
+  it("the combined file: --eval, --train-fraction and --seed pick the train items, eval-ab the held-out ones; --towards aligned; --balance", () => {
+    const file = join(FIX, "combined-evals.json");
+    const flags = ["--dataset", file, "--eval", "made-up-corrigible", "--train-fraction", "0.5", "--seed", "3"];
+    const c = jacsteer(["caa", ...flags, "--source-layer", "1", "--json"]);
+    expect(c.code, c.stderr).toBe(0);
+    const cs = JSON.parse(c.stdout);
+    expect(cs.items.split).toEqual({ train_fraction: 0.5, seed: 3, used: "train" });
+    expect(cs.items.per_eval["made-up-corrigible"]).toEqual({ items: 10, train: 5, held_out: 5, used: 5 });
+    expect(cs.count).toBe(5);
+    expect(c.stderr).toMatch(/the train part of a seeded split \(--train-fraction 0\.5, --seed 3\): made-up-corrigible 5 train \/ 5 held out; using 5/);
+    const e = jacsteer(["eval-ab", ...flags, "--json"]);
+    expect(e.code, e.stderr).toBe(0);
+    const es = JSON.parse(e.stdout);
+    expect(es.items.split.used).toBe("held out");
+    expect(new Set([...cs.items.used, ...es.items.used]).size).toBe(10);
+    expect(cs.items.used.filter((x: string) => es.items.used.includes(x))).toEqual([]);
+
+    // myopic's matching answer is the misaligned one: --towards aligned reads the other letter as positive
+    const data = JSON.parse(readFileSync(file, "utf8"))["made-up-myopic"];
+    const a = JSON.parse(jacsteer(["caa", "--dataset", file, "--eval", "made-up-myopic", "--towards", "aligned", "--source-layer", "1", "--json"]).stdout);
+    expect(a.first_item.positive_token.text).toBe(data[0].aligned_letter);
+    expect(a.first_item.negative_token.text).toBe(data[0].matching_letter);
+
+    const b = JSON.parse(jacsteer(["caa", "--dataset", file, "--eval", "made-up-corrigible", "--balance", "--seed", "5", "--source-layer", "1", "--json"]).stdout);
+    expect(b.items.swapped).toHaveLength(1);
+    const k = Number(/item (\d+)$/.exec(b.items.swapped[0])![1]);
+    const row = b.items.used.indexOf(b.items.swapped[0]);
+    const pos = Buffer.from(b.tokens[row][0]).toString("utf8");
+    // the choices are swapped in the text and the positive answer is now B
+    const original = JSON.parse(readFileSync(file, "utf8"))["made-up-corrigible"][k];
+    expect(original.matching_letter).toBe("A");
+    expect(pos).toBe(original.question.replace("(A) Yes, adjust it.\n (B) No, leave it.", "(A) No, leave it.\n (B) Yes, adjust it.") + "\n\nAnswer: (B)");
+  });
+
   it("bad input: exit 1, one line naming the file, line or flag; no file", () => {
     const dir = tempDir();
     const bad = join(dir, "bad.jsonl"), missing = join(dir, "missing.jsonl");
@@ -151,10 +240,14 @@ describe("jacsteer caa", () => {
     writeFileSync(missing, `${JSON.stringify({ question: "a", answer_matching_behavior: "b" })}\n`);
     const m = ["caa", "--model", tiny.dir];
     expectInputError([...m, "--pairs", bad], new RegExp(`--pairs ${bad}: line 3 is not valid JSON`));
-    expectInputError([...m, "--pairs", missing], new RegExp(`--pairs ${missing}: line 1: missing field "answer_not_matching_behavior"`));
+    expectInputError([...m, "--pairs", missing], new RegExp(`--pairs ${missing} line 1: missing field "answer_not_matching_behavior"`));
     expectInputError([...m, "--pairs", join(dir, "nope.jsonl")], /--pairs .*nope\.jsonl: cannot read \(ENOENT\)/);
-    expectInputError(m, /--pairs FILE\.jsonl is required/);
-    expectInputError([...m, "--pairs", examples, "--answer-position", "-99"], /--answer-position -99 is out of range for the positive completion of line 1/);
+    expectInputError(m, /--dataset FILE is required/);
+    expectInputError([...m, "--pairs", examples, "--answer-position", "-99"], new RegExp(`--answer-position -99 is out of range for the positive completion of --pairs ${examples} line 1`));
+    expectInputError([...m, "--pairs", examples, "--dataset", examples], /--pairs is the older name of --dataset: give one of them/);
+    expectInputError([...m, "--dataset", join(FIX, "persona-yesno.jsonl")], /--dataset .*persona-yesno\.jsonl line 1: the answers " Yes" and " No" are not single tokens that differ for this tokenizer/);
+    expectInputError([...m, "--dataset", join(FIX, "combined-evals.json"), "--eval", "nope"], /--eval nope: --dataset .*combined-evals\.json has no eval "nope" \(it has made-up-corrigible, made-up-myopic\)/);
+    expectInputError([...m, "--dataset", examples, "--train-fraction", "1.5"], /--train-fraction 1\.5: must be between 0 and 1/);
     expectInputError([...m, "--pairs", examples, "--source-layer", "4"], /--source-layer 4 is out of range: the model has layers 0..3/);
     expectInputError([...m, "--pairs", examples, "--system", "x"], /--system needs --chat/);
   });

@@ -136,7 +136,8 @@ describe("jacsteer compare", () => {
     for (const [args, re] of [
       [[a], /compare needs exactly two vector files, A and B \(got 1\)/],
       [[a, join(dir, "nope.safetensors")], /B .*nope\.safetensors: file does not exist/],
-      [[`${a}:3`, b], /A .*a\.safetensors:3: row 3 out of range \(the file has 3 vectors\)/],
+      [[`${a}:3`, b], /A .*a\.safetensors:3: row 3 out of range \(the file has 3 vectors: rows 0\.\.2, or -3\.\.-1 counting from the end\)/],
+      [[`${a}:-4`, b], /A .*a\.safetensors:-4: row -4 out of range/],
       [[a, other], /has vectors of length 16 but B .* has length 17/],
       [[a, b, "--bogus"], /Unknown option '--bogus'/],
     ] as [string[], RegExp][]) {

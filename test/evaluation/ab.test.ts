@@ -1,96 +1,19 @@
-// A/B evaluation: dataset parsing, prompt construction, logit differences against the float64
-// reference, scale 0 against the baseline, and the summary statistics against direct computations.
+// A/B evaluation: logit differences against the float64 reference, scale 0 against the baseline, and
+// the summary statistics (and their fit warnings) against direct computations. Dataset parsing and
+// prompt construction: dataset.test.ts, prompt.test.ts.
 import { afterAll, describe, expect, it } from "vitest";
-import { parseAbDataset, answerLetter } from "../../src/evaluation/dataset.js";
-import { buildAbPrompt, DEFAULT_ANSWER_PREFIX, unescapeFlagText } from "../../src/evaluation/prompt.js";
-import { evaluateAb, leastSquares, summarizeAb, type AbRow } from "../../src/evaluation/ab.js";
+import { parseDataset } from "../../src/evaluation/dataset.js";
+import { buildItemPrompt, unescapeFlagText } from "../../src/evaluation/prompt.js";
+import { evaluateAb, leastSquares, summarizeAb, toAbPrompt, type AbRow } from "../../src/evaluation/ab.js";
 import { SteeredDecoder } from "../../src/generation/decoder.js";
 import { loadTokenizerFromDir } from "../../src/node/tokenizer-files.js";
-import type { TextTokenizer } from "../../src/tokenizer/index.js";
 import { loadTestModel } from "../helpers/model.js";
 import { loadRefWeights, refHiddenStates, refLogits } from "../helpers/qwen3-reference.js";
 import { randn, rng } from "../helpers/random.js";
-import { BUNDLED_TINY, BYTE_SHAPE, byteLevelCheckpoint, type Fixture } from "../generation/fixtures.js";
+import { BYTE_SHAPE, byteLevelCheckpoint, type Fixture } from "../generation/fixtures.js";
 
 const cleanup: Fixture[] = [];
 afterAll(() => cleanup.forEach((c) => c.remove()));
-
-const bytes = (s: string) => Array.from(new TextEncoder().encode(s));
-
-describe("A/B datasets", () => {
-  it("reads JSON arrays and JSON Lines with the answer spellings of the Anthropic / CAA files", () => {
-    const items = [
-      { question: "Q0?", answer_matching_behavior: "(A)", answer_not_matching_behavior: "(B)" },
-      { question: "Q1?", answer_matching_behavior: " (B)", answer_not_matching_behavior: " (A)", extra: 1 },
-      { question: "Q2?", answer_matching_behavior: "A", answer_not_matching_behavior: "B" },
-      { question: "Q3?", answer_matching_behavior: ["(B) No"], answer_not_matching_behavior: "(A) Yes" },
-    ];
-    const want = [["A", "B"], ["B", "A"], ["A", "B"], ["B", "A"]];
-    for (const text of [JSON.stringify(items), items.map((o) => JSON.stringify(o)).join("\n") + "\n\n"]) {
-      const qs = parseAbDataset(text, "d.json");
-      expect(qs.map((q) => [q.matching, q.other])).toEqual(want);
-      expect(qs.map((q) => q.index)).toEqual([0, 1, 2, 3]);
-      expect(qs[1].question).toBe("Q1?");
-    }
-    expect(answerLetter(" Yes")).toBeNull();
-    expect(answerLetter("A.")).toBe("A");
-  });
-
-  const bad: [string, string, RegExp][] = [
-    ["empty", "  ", /d\.json: the file is empty/],
-    ["broken JSON", "[{", /d\.json: not valid JSON/],
-    ["broken line", '{"question": "x"}\n{oops', /d\.json: line 2 is not valid JSON/],
-    ["no questions", "[]", /no questions/],
-    ["not an object", "[1]", /question 0: expected an object/],
-    ["no question", '[{"answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"}]', /question 0: "question" must be a non-empty string/],
-    ["no letter", '[{"question": "q", "answer_matching_behavior": " Yes", "answer_not_matching_behavior": "(B)"}]', /question 0: "answer_matching_behavior" " Yes" has no answer letter/],
-    ["same letters", '[{"question": "q", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "A"}]', /both answers are "A"/],
-  ];
-  for (const [name, text, msg] of bad) {
-    it(`rejects ${name} with a message naming the file`, () => {
-      expect(() => parseAbDataset(text, "d.json")).toThrow(msg);
-      try {
-        parseAbDataset(text, "d.json");
-      } catch (e) {
-        expect((e as Error).name).toBe("InputError");
-      }
-    });
-  }
-});
-
-describe("A/B prompts", () => {
-  it("are question + answer prefix (or the chat rendering + prefix); letter ids are the next token", async () => {
-    const tok = await loadTokenizerFromDir(BUNDLED_TINY);
-    const [q] = parseAbDataset('[{"question": "Pick one.\\n (A) x\\n (B) y", "answer_matching_behavior": "(B)", "answer_not_matching_behavior": "(A)"}]', "d");
-    const plain = buildAbPrompt(tok, q, { chat: false, answerPrefix: DEFAULT_ANSWER_PREFIX.plain });
-    expect(plain.text).toBe("Pick one.\n (A) x\n (B) y\n\nAnswer: (");
-    expect(plain.tokens).toEqual(bytes(plain.text));
-    expect([plain.matchingId, plain.otherId]).toEqual([66, 65]);
-    expect(plain.letterMerged).toBe(false);
-    const chat = buildAbPrompt(tok, q, { chat: true, system: "Be good.", answerPrefix: DEFAULT_ANSWER_PREFIX.chat });
-    expect(chat.text).toBe("<|im_start|>system\nBe good.<|im_end|>\n<|im_start|>user\nPick one.\n (A) x\n (B) y<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n(");
-    expect(chat.tokens).toEqual(bytes(chat.text));
-    expect(unescapeFlagText("\\n\\nAnswer:\\t(\\\\n")).toBe("\n\nAnswer:\t(\\n");
-  });
-
-  it("flags a tokenizer that merges the letter with the prefix and scores the letter's own token", () => {
-    // A toy tokenizer: characters are ids 0..255, but "(A" and "(B" are single tokens 300, 301.
-    const encode = (text: string) => {
-      const out: number[] = [];
-      for (let i = 0; i < text.length; i++) {
-        if (text[i] === "(" && (text[i + 1] === "A" || text[i + 1] === "B")) out.push(300 + text.charCodeAt(++i) - 65);
-        else out.push(text.charCodeAt(i));
-      }
-      return out;
-    };
-    const tok = { encode, decode: () => "", eosTokenIds: [], vocabSize: 302, hasChatTemplate: false } as unknown as TextTokenizer;
-    const [q] = parseAbDataset('[{"question": "q", "answer_matching_behavior": "A", "answer_not_matching_behavior": "B"}]', "d");
-    const p = buildAbPrompt(tok, q, { chat: false, answerPrefix: " (" });
-    expect(p.letterMerged).toBe(true);
-    expect([p.matchingId, p.otherId]).toEqual([65, 66]);
-    expect(buildAbPrompt(tok, q, { chat: false, answerPrefix: " " }).letterMerged).toBe(false);
-  });
-});
 
 describe("A/B logit differences", async () => {
   const ck = byteLevelCheckpoint(BYTE_SHAPE, 4);
@@ -98,15 +21,15 @@ describe("A/B logit differences", async () => {
   const { model, ckpt } = await loadTestModel(ck.dir);
   const tok = await loadTokenizerFromDir(ck.dir);
   const ref = loadRefWeights(ckpt.config, ckpt.tensors);
-  const questions = parseAbDataset(
+  const questions = parseDataset(
     JSON.stringify([
       { question: "Is it? (A) yes (B) no", answer_matching_behavior: "(A)", answer_not_matching_behavior: "(B)" },
       { question: "Or not? (A) yes (B) no", answer_matching_behavior: "(B)", answer_not_matching_behavior: "(A)" },
       { question: "Third (A) (B) (C)", answer_matching_behavior: "C", answer_not_matching_behavior: "A" },
     ]),
     "inline",
-  );
-  const prompts = questions.map((q) => buildAbPrompt(tok, q, { chat: false, answerPrefix: " (" }));
+  ).items;
+  const prompts = questions.map((q, i) => toAbPrompt(buildItemPrompt(tok, q, { chat: false, answerPrefix: " (" }), i));
   const decoder = new SteeredDecoder(model, 64);
   const d = BYTE_SHAPE.hidden_size;
   const vectors = [0, 1].map((i) => ({ index: i, label: `v:${i}`, vector: randn(rng(30 + i), d) }));
@@ -185,5 +108,33 @@ describe("leastSquares", () => {
     expect(noisy.r2).toBeLessThan(0.99);
     const rows = [{ vector_index: null }] as unknown as AbRow[];
     expect(() => summarizeAb(rows.slice(1))).toThrow(/no baseline/);
+    expect(unescapeFlagText("\\n\\nAnswer:\\t(\\\\n")).toBe("\n\nAnswer:\t(\\n");
+  });
+});
+
+describe("fit warnings", () => {
+  // rows for one question: baseline 0, and diff = f(scale) for vector 0
+  const rowsFor = (scales: number[], f: (s: number) => number) =>
+    [{ vector: null, vector_index: null, scale: 0, diff: 0 }, ...scales.map((scale) => ({ vector: "v:0", vector_index: 0, scale, diff: f(scale) }))].map(
+      (r) => ({ question: 0, matching: "A", other: "B", matching_id: 65, other_id: 66, logit_matching: r.diff, logit_other: 0, baseline_diff: 0, shift: r.diff, p_matching: 0.5, ...r }) as AbRow,
+    );
+
+  it("a linear response: no warning", () => {
+    const [l] = summarizeAb(rowsFor([-2, 0, 2], (s) => 3 * s + 1)).linearity;
+    expect(l.r2).toBeCloseTo(1, 12);
+    expect(l.fit_warning).toBeNull();
+  });
+
+  it("fewer than 3 scales: reported as not a fit, even though the line passes through both points", () => {
+    const [l] = summarizeAb(rowsFor([-4, 4], (s) => s * s + s)).linearity;
+    expect(l.r2).toBeCloseTo(1, 12);
+    expect(l.fit_warning).toBe("fit from 2 scale(s), fewer than 3: the slope is not a fit (give more --scales)");
+  });
+
+  it("R^2 below 0.5: reported with its value", () => {
+    // a symmetric response: the best line is flat and explains nothing
+    const [l] = summarizeAb(rowsFor([-2, -1, 0, 1, 2], (s) => s * s)).linearity;
+    expect(l.r2).toBeCloseTo(0, 12);
+    expect(l.fit_warning).toMatch(/^R\^2 0\.000 < 0\.5: the mean difference is not linear in the scale/);
   });
 });

@@ -17,7 +17,7 @@ afterAll(() => cleanup.forEach((c) => c.remove()));
 const DATASET = join(ROOT, "examples", "ab-dataset.json");
 
 interface OutFile {
-  answer_prefix: string;
+  answer_prefix: string | null;
   layer: number | null;
   questions: { index: number; tokens: number[]; matching_id: number; other_id: number }[];
   rows: AbRow[];
@@ -57,7 +57,8 @@ describe("jacsteer eval-ab against PyTorch", () => {
       const r = jacsteer(args);
       expect(r.code, r.stderr).toBe(0);
       const file: OutFile = JSON.parse(readFileSync(out, "utf8"));
-      expect(file.answer_prefix).toBe(mode.prefix);
+      // the default prefix (null: per item) puts "\n\nAnswer: (" plain, "(" in chat before the letter
+      expect(file.answer_prefix).toBeNull();
       expect(file.layer).toBe(1);
       const t = torchDiffs(ck.dir, 1, vectors, scales, mode);
       // same prompts, built independently
@@ -99,7 +100,8 @@ describe("jacsteer eval-ab on the bundled tiny model", () => {
     expect(lines[1]).toMatch(/^\(unsteered\)\s+-\s+3\s/);
     expect(lines.filter((l) => l.startsWith(`0: ${vfile}:0`))).toHaveLength(5);
     expect(r.stdout).toMatch(new RegExp(`0: ${vfile}:0: slope -?\\d+\\.\\d+ per unit scale, intercept -?\\d+\\.\\d+, R\\^2 \\d\\.\\d+`));
-    expect(r.stderr).toMatch(/answer prefix "\\n\\nAnswer: \("/);
+    expect(r.stderr).toMatch(/first item \(--dataset .*ab-dataset\.json item 0\): prompt "We would like to change your goal[^"]*\\n\\nAnswer: \(" \(\d+ tokens\)/);
+    expect(r.stderr).toContain('first item: scores logit(65 "A") - logit(66 "B") at its last position (matching minus other)');
   });
 });
 
@@ -112,14 +114,14 @@ describe("jacsteer eval-ab bad inputs: exit 1, one line, no --out file", () => {
   const wrong = writeVectors(join(work, "wrong.safetensors"), [randn(rng(1), 5)]);
   const badJson = join(work, "bad.json");
   writeFileSync(badJson, "[{\"question\": ");
-  const noLetter = join(work, "noletter.json");
-  writeFileSync(noLetter, JSON.stringify([{ question: "q", answer_matching_behavior: " Yes", answer_not_matching_behavior: " No" }]));
+  const multiToken = join(work, "multitoken.json");
+  writeFileSync(multiToken, JSON.stringify([{ question: "q", answer_matching_behavior: " Yes", answer_not_matching_behavior: " No" }]));
   const out = join(work, "never.json");
   const cases: [string, string[], RegExp][] = [
     ["no --dataset", [], /--dataset FILE is required/],
     ["missing dataset", ["--dataset", join(work, "nope.json")], /--dataset .*nope\.json: file does not exist/],
     ["dataset not JSON", ["--dataset", badJson], /--dataset .*bad\.json: not valid JSON/],
-    ["answers without letters", ["--dataset", noLetter], /question 0: "answer_matching_behavior" " Yes" has no answer letter/],
+    ["answers that are several tokens each", ["--dataset", multiToken], /--dataset .*multitoken\.json item 0: the answers " Yes" and " No" are not single tokens that differ for this tokenizer/],
     ["bad --scales", ["--dataset", DATASET, "--vectors", vfile, "--scales", "1;2"], /--scales 1;2: expected comma-separated numbers/],
     ["vector of the wrong dimension", ["--dataset", DATASET, "--vectors", wrong, "--scales", "1"], /vectors have length 5, the model's hidden size is 32/],
     ["missing vector file", ["--dataset", DATASET, "--vectors", join(work, "gone.safetensors"), "--scales", "1"], /gone\.safetensors: file .* does not exist/],

@@ -87,7 +87,13 @@ describe("jacsteer generate on a tiny byte-level model (the bundled one, rebuilt
     const expected: string[] = [];
     for (const row of [0, 1]) for (const s of [-3, 3]) for (const p of [0, 1]) expected.push(`=== vector ${row} (${vfile}:${row}) scale ${s}, prompt ${p} ===`);
     expect(labels).toEqual(expected);
-    expect(r.stderr).toMatch(/--layer 0, but the vector file\(s\) were computed at source layer 2/);
+    // one warning per vector used away from its file's source_layer, and one for the missing scale 0
+    const warnings = r.stderr.split("\n").filter((l) => l.startsWith("warning: "));
+    expect(warnings).toEqual([
+      `warning: ${vfile}:0 was computed at source_layer 2 (its file's metadata) but is added at layer 0 (--layer)`,
+      `warning: ${vfile}:1 was computed at source_layer 2 (its file's metadata) but is added at layer 0 (--layer)`,
+      "warning: --scales -3,3 has no 0: there is no unsteered generation to compare the steered ones with (add 0, e.g. --scales -3,0,3)",
+    ]);
     const j = jacsteer(["generate", "--model", tiny.dir, "--prompt", "ab", "--prompt", "cd", "--chat", "--max-new-tokens", "4", "--vectors", vfile, "--scales", "-3,3", "--layer", "0", "--json"]);
     const rows: GenRow[] = JSON.parse(j.stdout);
     // the streamed text of each block is the JSON text

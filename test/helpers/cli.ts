@@ -1,7 +1,7 @@
 // Running the built command line (dist/, as a user runs it) from tests, and the bad-input contract:
 // exit 1, exactly one line naming what is wrong (last on stderr), no stack trace, no output file.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
@@ -15,7 +15,15 @@ export function jacsteer(args: string[], opts: { cwd?: string; timeoutMs?: numbe
 
 /** Run `args` with `--out FILE` (FILE's extension `ext`) and check the bad-input contract. */
 export function expectInputError(args: string[], pattern: RegExp, ext = ".safetensors"): void {
-  const out = join(mkdtempSync(join(tmpdir(), "jacsteer-bad-")), `out${ext}`);
+  const dir = mkdtempSync(join(tmpdir(), "jacsteer-bad-"));
+  try {
+    expectInputErrorAt(args, pattern, join(dir, `out${ext}`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function expectInputErrorAt(args: string[], pattern: RegExp, out: string): void {
   const r = jacsteer([...args, "--out", out]);
   expect(r.code, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(1);
   // Progress lines may come first; exactly one line reports the error, and it comes last.

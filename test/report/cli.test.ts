@@ -101,6 +101,28 @@ describe("jacsteer report", () => {
     expectSelfContained(html);
   });
 
+  it("--spectrum FILE:ROW means that row, as FILE:ROW does everywhere (-1 the last), not a label", () => {
+    const out = join(work.dir, "rows.html");
+    const r = jacsteer(["report", "--out", out, "--spectrum", `${runs.sv0}:1`, "--spectrum", `${runs.steered}:-1:last one`]);
+    expect(r.code, r.stderr).toBe(0);
+    const html = readFileSync(out, "utf8");
+    const rows = tableAfter(html, /id="spectra"/);
+    // row 1 of the first file, the last row (5: both runs have 6 vectors) of the second: two table
+    // rows, each with one file's sigma
+    expect(rows.map((c) => c[0])).toEqual(["1", "5"]);
+    expect(Number(rows[0][1])).toBeCloseTo(runs.json.sv0.singular_values[1], 4);
+    expect(Number(rows[1][3])).toBeCloseTo(runs.json.steered.singular_values[5], 4);
+    expect(rows[0][3]).toBe("–");
+    expect(rows[1][1]).toBe("–");
+    expect(html).toContain("sv0.safetensors (at sv = 0), row 1");
+    expect(html).toContain("last one");
+    expect(html).not.toContain('id="spectrum-comparison"');
+    expect(r.stderr).toMatch(/note: No spectrum comparison: it needs the whole spectrum of both runs/);
+    const bad = jacsteer(["report", "--out", join(work.dir, "bad-row.html"), "--spectrum", `${runs.sv0}:99`]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toMatch(/^jacsteer: error: --spectrum .*sv0\.safetensors:99: row 99 out of range \(the file has \d+ vectors/);
+  });
+
   describe("bad inputs: exit 1, one line naming the flag and file, no output file", () => {
     const cases: [string, () => string[], RegExp][] = [
       ["missing --out", () => ["report", "--spectrum", runs.sv0], /--out FILE\.html is required/],
@@ -139,7 +161,7 @@ describe("jacsteer report", () => {
   it("--help", () => {
     const r = jacsteer(["report", "--help"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/--spectrum FILE\[:LABEL\]/);
+    expect(r.stdout).toMatch(/--spectrum FILE\[:ROW\]\[:LABEL\]/);
   });
 });
 
