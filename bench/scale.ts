@@ -13,9 +13,13 @@
 // Results merge into bench/results/scale.json (one entry per shape and run kind, newest kept) and
 // bench/results/scale.md is rewritten from it, so shapes can be run one at a time.
 //
-//   node --experimental-wasm-relaxed-simd dist/bench/scale.js [--shapes 1.7b,8b,14b] [--no-torch] [--threads 2]
+//   - on the 0.6B shape, bench/results/workload.md's workload with this build and, with --baseline DIR,
+//     with the build in DIR (a checkout of an earlier commit, built), in the same run.
+//
+//   node --experimental-wasm-relaxed-simd dist/bench/scale.js [--shapes 0.6b,1.7b,8b,14b] [--baseline DIR] [--no-torch] [--threads 2]
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { enableRelaxedSimd } from "../src/node/relaxed-simd.js";
@@ -85,8 +89,11 @@ async function gemmRate(sh: Shape, M: number, threads: number): Promise<number> 
 }
 
 interface TimedRun {
+  stderr: string;
   wallSeconds: number;
   peakRssBytes: number;
+  /** CPU time over wall time, in percent (200 = two cores busy the whole run): less means waiting or a busy machine. */
+  cpuPercent: number;
   exitCode: number | null;
   stdout: string;
 }
@@ -97,18 +104,23 @@ function timed(cmd: string, args: string[], timeoutSeconds: number): TimedRun {
   const r = spawnSync("/usr/bin/time", ["-v", cmd, ...args], { encoding: "utf8", maxBuffer: 256 << 20, timeout: timeoutSeconds * 1000, stdio: ["ignore", "pipe", "pipe"] });
   const wallSeconds = (performance.now() - t0) / 1000;
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr ?? "");
+  const cpu = /Percent of CPU this job got: (\d+)%/.exec(r.stderr ?? "");
   process.stderr.write((r.stderr ?? "").split("\n").filter((l) => !/^\s+\S.*: /.test(l) || /Maximum resident|Elapsed/.test(l)).join("\n") + "\n");
-  return { wallSeconds, peakRssBytes: rss ? Number(rss[1]) * 1024 : NaN, exitCode: r.status, stdout: r.stdout ?? "" };
+  return { stderr: r.stderr ?? "", wallSeconds, peakRssBytes: rss ? Number(rss[1]) * 1024 : NaN, cpuPercent: cpu ? Number(cpu[1]) : NaN, exitCode: r.status, stdout: r.stdout ?? "" };
 }
 
 interface Entry {
   shape: string;
-  kind: "lanczos" | "power" | "torch";
+  /** lanczos, power, torch; on the 0.6B workload: workload (this build) and workload-baseline (--baseline DIR's build). */
+  kind: string;
   machine: string;
   S: number;
   T: number;
   wallSeconds: number;
   peakRssBytes: number;
+  cpuPercent: number;
+  /** 1-minute load average just before the run (other work on the machine skews it). */
+  loadBefore: number;
   products: number;
   converged?: boolean;
   maxRelativeResidual?: number;
@@ -131,6 +143,7 @@ function jacsteerRun(shape: string, dir: string, method: "lanczos" | "power", th
     ...(maxIters ? ["--max-iters", String(maxIters)] : []),
   ];
   process.stderr.write(`bench: ${shape} ${method}: jacsteer ${args.slice(2, 5).join(" ")} ... --source-layer ${S} --target-layer ${T}\n`);
+  const loadBefore = loadavg()[0]!;
   const r = timed(process.execPath, args, 4 * 3600);
   if (r.exitCode !== 0) throw new Error(`jacsteer exited ${r.exitCode} on the ${shape} shape`);
   const j = JSON.parse(r.stdout);
@@ -138,7 +151,7 @@ function jacsteerRun(shape: string, dir: string, method: "lanczos" | "power", th
   const useful = perProduct * j.products;
   return {
     shape, kind: method, machine, S, T,
-    wallSeconds: r.wallSeconds, peakRssBytes: r.peakRssBytes, products: j.products, converged: j.converged,
+    wallSeconds: r.wallSeconds, peakRssBytes: r.peakRssBytes, cpuPercent: r.cpuPercent, loadBefore, products: j.products, converged: j.converged,
     maxRelativeResidual: Math.max(...j.relative_residuals),
     productGflop: perProduct, gemmRate: rate, efficiency: useful / r.wallSeconds / rate, weights: j.weights,
   };
@@ -152,14 +165,49 @@ function torchRun(shape: string, dir: string, threads: number, rate: number, mac
   }
   const args = [join(packageRoot(), "bench", "torch_seed.py"), "--model", dir, "--tokens", workloadTokens(TOKENS).join(","), "--source-layer", String(S), "--target-layer", String(T), "--positions", String(K), "--num-vectors", String(N), "--iters", "3", "--threads", String(threads)];
   process.stderr.write(`bench: ${shape}: the seed's procedure in PyTorch (3 block iterations + Rayleigh-Ritz) ...\n`);
+  const loadBefore = loadavg()[0]!;
   const r = timed("/usr/bin/python3", args, 3 * 3600);
   if (r.exitCode !== 0) throw new Error(`torch_seed.py exited ${r.exitCode}`);
   const j = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
   return {
-    shape, kind: "torch", machine, S, T, wallSeconds: r.wallSeconds, peakRssBytes: r.peakRssBytes, products: j.products,
+    shape, kind: "torch", machine, S, T, wallSeconds: r.wallSeconds, peakRssBytes: r.peakRssBytes, cpuPercent: r.cpuPercent, loadBefore, products: j.products,
     secondsPerProduct: j.seconds_per_product, productGflop: productFlops(shapeOf(shape), T - S, TOKENS, K) / 1e9, gemmRate: rate,
     note: `torch ${j.torch ?? ""}, BLAS ${(j.blas ?? []).map((b: string) => b.split("/").at(-1)).join(" ")}`,
   };
+}
+
+/**
+ * The 0.6B workload of bench/results/workload.md (32 tokens, S 6, T 20, K 4, top 8, block power 3
+ * iterations + Rayleigh-Ritz = 32 products) with this build and with the build in `baselineDir`
+ * (e.g. a checkout of the commit before streamed weights), alternating A B A B; the faster of each
+ * pair is kept. Setup is read from each run's stderr ("layers 0..S run once (x s)", "... at sv0 (y s)").
+ */
+function workload06(dir: string, baselineDir: string | undefined, threads: number, rate: number, machine: string): Entry[] {
+  const builds: Array<[string, string]> = [["workload", packageRoot()]];
+  if (baselineDir) builds.push(["workload-baseline", baselineDir]);
+  const best = new Map<string, Entry>();
+  for (let round = 0; round < 2; round++) {
+    for (const [kind, root] of builds) {
+      const args = ["--experimental-wasm-relaxed-simd", join(root, "bin", "jacsteer.js"), "power-iter", "--model", dir, "--tokens", workloadTokens(32).join(","),
+        "--source-layer", "6", "--target-layer", "20", "--positions", "4", "--num-vectors", "8", "--method", "power", "--max-iters", "3", "--threads", String(threads), "--json"];
+      process.stderr.write(`bench: 0.6b workload with ${root}\n`);
+      const loadBefore = loadavg()[0]!;
+      const r = timed(process.execPath, args, 3600);
+      if (r.exitCode !== 0) throw new Error(`${root}: jacsteer exited ${r.exitCode}`);
+      const j = JSON.parse(r.stdout);
+      const setup = [...r.stderr.matchAll(/(?:run once for .*|at sv0) \((\d+\.\d) s\)/g)].reduce((a, m) => a + Number(m[1]), 0);
+      const flops = productFlops(shapeOf("0.6b"), 14, 32, 4) / 1e9;
+      const e: Entry = {
+        shape: "0.6b", kind, machine, S: 6, T: 20, wallSeconds: r.wallSeconds, peakRssBytes: r.peakRssBytes, cpuPercent: r.cpuPercent, loadBefore,
+        products: j.products, converged: j.converged, maxRelativeResidual: Math.max(...j.relative_residuals),
+        secondsPerProduct: (j.seconds - setup) / j.products, productGflop: flops, gemmRate: rate, efficiency: (flops * j.products) / r.wallSeconds / rate,
+        weights: { ...(j.weights ?? {}), setup_seconds: setup }, note: kind === "workload-baseline" ? `baseline build: ${root}` : undefined,
+      };
+      const prev = best.get(kind);
+      if (!prev || e.wallSeconds < prev.wallSeconds) best.set(kind, e);
+    }
+  }
+  return [...best.values()];
 }
 
 function writeResults(entries: Entry[]): void {
@@ -171,15 +219,16 @@ function writeResults(entries: Entry[]): void {
     const w = e.weights as { mode?: string; read_wait_seconds?: number; load_seconds?: { prefix: number; suffix: number } } | undefined;
     return [
       `Qwen3-${e.shape.toUpperCase()} (S ${e.S}, T ${e.T})`,
-      e.kind === "torch" ? "PyTorch, seed's procedure" : e.kind === "power" ? "jacsteer block power" : "jacsteer block Lanczos",
+      ({ torch: "PyTorch, seed's procedure", power: "jacsteer block power", lanczos: "jacsteer block Lanczos", workload: "workload: block power, this build", "workload-baseline": "workload: block power, baseline build" } as Record<string, string>)[e.kind] ?? e.kind,
       w?.mode ?? "–",
       String(e.products),
       e.converged === undefined ? "–" : e.converged ? `yes (${e.maxRelativeResidual!.toExponential(1)})` : `no (${e.maxRelativeResidual!.toExponential(1)})`,
       min(e.wallSeconds),
       e.secondsPerProduct !== undefined ? e.secondsPerProduct.toFixed(2) : "–",
       gb(e.peakRssBytes),
-      w?.load_seconds ? `${(w.load_seconds.prefix + w.load_seconds.suffix).toFixed(1)} s` : "–",
+      w?.load_seconds ? `${(w.load_seconds.prefix + w.load_seconds.suffix).toFixed(1)} s` : (w as { setup_seconds?: number } | undefined)?.setup_seconds !== undefined ? `${(w as { setup_seconds: number }).setup_seconds.toFixed(1)} s` : "–",
       w?.read_wait_seconds !== undefined ? `${w.read_wait_seconds.toFixed(1)} s` : "–",
+      `${e.cpuPercent}% (${e.loadBefore.toFixed(1)})`,
       `${e.gemmRate.toFixed(1)}`,
       e.efficiency !== undefined ? `${(100 * e.efficiency).toFixed(0)}%` : "–",
     ];
@@ -192,10 +241,11 @@ function writeResults(entries: Entry[]): void {
     "Wall time is spawn to exit; peak RSS is the process's (/usr/bin/time -v; the page cache is not counted).",
     "Efficiency: the flops of the run's J^T J v products (the matrix products the engine performs, counted from the shapes)",
     "divided by the wall time, as a share of the two-thread GEMM rate measured at the start of the same bench run.",
-    "Setup: layers 0..S and the forward of S+1..T at sv0 (plus packing, when resident). Read wait: time the products waited for streamed reads.",
+    "Setup: layers 0..S and the forward of S+1..T at sv0. Read wait: time the products waited for streamed reads.",
+    "CPU: the process's CPU time over its wall time (200% = both cores the whole run), and the load average just before it.",
     "Regenerate with `node --experimental-wasm-relaxed-simd dist/bench/scale.js --shapes 1.7b,8b,14b` (after `npm run build`).",
     "",
-    markdownTable(["model", "run", "weights", "products", "converged (max residual / sigma_1^2)", "wall", "s / product", "peak RSS", "setup", "read wait", "GEMM GFLOP/s", "efficiency"], rows),
+    markdownTable(["model", "run", "weights", "products", "converged (max residual / sigma_1^2)", "wall", "s / product", "peak RSS", "setup", "read wait", "CPU (load before)", "GEMM GFLOP/s", "efficiency"], rows),
     "",
     "Machines (one line per run):",
     ...machines,
@@ -214,6 +264,7 @@ export async function benchScale(argv: string[] = process.argv.slice(2)): Promis
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const shapes = (flag("--shapes") ?? "1.7b,8b,14b").split(",");
+  const baseline = flag("--baseline");
   const threads = Number(flag("--threads") ?? 2);
   const methods = (flag("--methods") ?? "lanczos").split(",") as Array<"lanczos" | "power">;
   const file = join(RESULTS(), "scale.json");
@@ -226,6 +277,11 @@ export async function benchScale(argv: string[] = process.argv.slice(2)): Promis
     const machine = machineLine(machineInfo());
     const rate = await gemmRate(shapeOf(shape), N * TOKENS, threads);
     process.stderr.write(`bench: ${shape}: two-thread GEMM rate ${rate.toFixed(1)} GFLOP/s at M = ${N * TOKENS}\n`);
+    if (shape === "0.6b") {
+      for (const e of workload06(dir, baseline, threads, rate, machine)) keep(e);
+      writeResults(entries);
+      continue;
+    }
     for (const m of methods) keep(jacsteerRun(shape, dir, m, threads, rate, machine));
     if (shape === "1.7b" && !argv.includes("--no-torch")) {
       const t = torchRun(shape, dir, threads, rate, machine);
