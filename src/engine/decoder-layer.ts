@@ -123,6 +123,32 @@ export function allocSavedLayer(rt: Runtime, dims: LayerDims, rows: number, prob
   };
 }
 
+/**
+ * A SavedLayer for a forward that keeps nothing for derivatives (the experiments' forward,
+ * forward.ts): layerForward runs unchanged on it, with q and k normalised and rotated in place
+ * (qRot = qRaw, kRot = kRaw: both kernels allow it), so one layer of `rows` rows takes
+ * forwardLayerFloats floats. hIn is the caller's hidden state (layerForward may write its output there).
+ */
+export function allocForwardLayer(rt: Runtime, dims: LayerDims, rows: number, probFloats: number, hIn: number): SavedLayer {
+  const a = (n: number) => rt.heap.allocF32(n);
+  const { d, I, H, KV, qDim, kvDim } = dims;
+  const q = a(rows * qDim), k = a(rows * kvDim);
+  return {
+    hIn, rstd1: a(rows), qRaw: q, qRstd: a(rows * H), qRot: q, kRaw: k, kRstd: a(rows * KV), kRot: k,
+    v: a(rows * kvDim), probs: a(probFloats), h1: a(rows * d), rstd2: a(rows), gate: a(rows * I), up: a(rows * I),
+  };
+}
+
+/**
+ * Floats allocForwardLayer and layerForward's temporaries take for one sequence of T tokens (its
+ * [H, T, T] attention probabilities included), so callers can size batches to a memory budget.
+ */
+export function forwardLayerFloats(dims: LayerDims, T: number): number {
+  const { d, I, H, KV, qDim, kvDim } = dims;
+  const perRow = 2 + H + KV + qDim + 2 * kvDim + d + 2 * I + /* temporaries xn, att, mlp */ d + qDim + I;
+  return T * perRow + H * T * T;
+}
+
 function jobs(a: number, m: number, list: Array<[keyof LayerMatrices, number, boolean?]>, mats: LayerMatrices): GemmJob[] {
   return list.map(([p, c, accumulate]) => ({ a, m, packed: mats[p], pack: mats[p].pack, c, accumulate: accumulate ?? false }));
 }
@@ -145,12 +171,18 @@ export async function layerForward(c: LayerContext, w: EngineLayer, s: SavedLaye
     await c.gemm.run(jobs(xn, R, [["q", s.qRaw], ["k", s.kRaw], ["v", s.v]], w.fwd));
     k.rmsnormForward(s.qRaw, w.norms.q, s.qRot, s.qRstd, R * H, hd, eps);
     k.rmsnormForward(s.kRaw, w.norms.k, s.kRot, s.kRstd, R * KV, hd, eps);
-    for (const p of c.prompts) {
+    // Per prompt, whole on one thread (so the thread count cannot change the result): many stacked
+    // sequences (the experiments' batches) spread over the threads.
+    let cost = 0;
+    await c.gemm.runTasks(c.prompts.map((p) => {
       const qo = 4 * p.row * qDim, ko = 4 * p.row * dims.kvDim;
-      k.ropeForward(s.qRot + qo, s.qRot + qo, c.cos, c.sin, p.T, H, hd);
-      k.ropeForward(s.kRot + ko, s.kRot + ko, c.cos, c.sin, p.T, KV, hd);
-      k.attentionForward(s.qRot + qo, s.kRot + ko, s.v + ko, att + qo, s.probs + 4 * p.probs, p.T, p.T, H, KV, hd, scale);
-    }
+      cost += attentionCost(dims, p.T);
+      return [
+        ["ropeForward", s.qRot + qo, s.qRot + qo, c.cos, c.sin, p.T, H, hd],
+        ["ropeForward", s.kRot + ko, s.kRot + ko, c.cos, c.sin, p.T, KV, hd],
+        ["attentionForward", s.qRot + qo, s.kRot + ko, s.v + ko, att + qo, s.probs + 4 * p.probs, p.T, p.T, H, KV, hd, scale],
+      ];
+    }), cost);
     k.copy(s.h1, s.hIn, R * d);
     await c.gemm.run(jobs(att, R, [["o", s.h1, true]], w.fwd));
     k.rmsnormForward(s.h1, w.norms.post, xn, s.rstd2, R, d, eps);

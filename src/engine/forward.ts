@@ -1,0 +1,225 @@
+// The experiments' forward pass (eval-ab, caa): many token sequences stacked as one [sum T, d] buffer
+// (decoder-layer.ts PromptRows) through the steering engine's own pieces: layerForward, the
+// LayerStream weights in their stored dtype (resident or streamed, chosen as the engine chooses), and
+// the ParallelGemm threads. So every linear map of a layer is one matrix product over all stacked
+// rows, and the result is bitwise the same for any thread count and any way the caller splits the
+// sequences into batches (every kernel works per row or per sequence; gemmPacked sums each element in
+// the same order whatever M). The autodiff model (src/model/qwen3.ts) stays the reference the tests
+// compare against.
+//
+// Nothing is kept for derivatives (allocForwardLayer). Steering is the caller's: run layers 0..S, add
+// scale * v to every row of a sequence (addToRows), run S+1..L-1. The LM head is never formed whole:
+// only the rows of the tokens that are scored are read (`scoredTokens`), after the final RMSNorm on
+// the rows that are asked for (logitsAt).
+import type { Runtime } from "../runtime/runtime.js";
+import type { Qwen3Config } from "../model/config.js";
+import { WeightError, type TensorSource } from "../model/weights.js";
+import { ropeTables } from "../kernels/rope.js";
+import { packBt, type PackedMatrix } from "../kernels/matmul.js";
+import { loadLayerNorms, loadVector, readEmbeddingRows, type LayerNorms } from "./layer-weights.js";
+import { LayerStream, yieldToEventLoop } from "./weight-store.js";
+import { allocForwardLayer, forwardLayerFloats, layerDims, layerForward, type LayerContext, type LayerDims, type PromptRows } from "./decoder-layer.js";
+import { SerialGemm, type ParallelGemm } from "./parallel-gemm.js";
+import { fmtGiB, planLayerWeights, type WeightMode, type WeightPlan } from "./steering-engine.js";
+
+export interface ForwardOptions {
+  /** Where matrix products run (default: this thread). close() closes it. */
+  gemm?: ParallelGemm;
+  log?: (line: string) => void;
+  /** Layers 0..layers-1 held resident (read once) or streamed (read per pass); default auto. */
+  weights?: WeightMode;
+  /** Most bytes `auto` lets resident layers take (default: the engine's DEFAULT_RESIDENT_BUDGET). */
+  residentBudgetBytes?: number;
+  /** Run layers 0..layers-1 only (default: all): caa reads layer S and needs no more. */
+  layers?: number;
+  /** Token ids whose logits logitsAt gives: only their LM-head rows are read (with the final norm). */
+  scoredTokens?: readonly number[];
+}
+
+/** Activation memory an experiment's batch may take by default (hidden states and one layer's buffers). */
+export const DEFAULT_ACTIVATION_BUDGET = 768 * 2 ** 20;
+
+export class ForwardModel {
+  private closed = false;
+
+  private constructor(
+    readonly rt: Runtime,
+    readonly config: Qwen3Config,
+    private readonly source: TensorSource,
+    readonly gemm: ParallelGemm,
+    readonly dims: LayerDims,
+    private readonly stream: LayerStream,
+    private readonly norms: readonly LayerNorms[],
+    /** model.norm.weight [d]; 0 without scored tokens. */
+    private readonly finalNorm: number,
+    /** The scored tokens' LM-head rows, packed for x W^T; null without scored tokens. */
+    private readonly head: PackedMatrix | null,
+    readonly scoredTokens: readonly number[],
+    readonly weightPlan: WeightPlan,
+  ) {}
+
+  /**
+   * Plan the weights (refusing, with one line, what cannot fit), allocate their slots, norms and the
+   * scored head rows on rt.heap (kept until the runtime is dropped; released again if loading fails).
+   */
+  static async create(rt: Runtime, config: Qwen3Config, source: TensorSource, opts: ForwardOptions = {}): Promise<ForwardModel> {
+    const layers = opts.layers ?? config.numLayers;
+    if (!Number.isInteger(layers) || layers < 1 || layers > config.numLayers) throw new Error(`ForwardModel: layers ${layers} outside 1..${config.numLayers}`);
+    const plan = planLayerWeights(config, source, 0, layers - 1, opts);
+    const log = opts.log ?? (() => {});
+    const start = rt.heap.mark();
+    try {
+      const norms = Array.from({ length: layers }, (_, i) => loadLayerNorms(rt, config, source, i));
+      const resident = plan.mode === "resident";
+      const stream = new LayerStream(rt, config, source, 0, layers - 1, resident ? Math.max(2, layers) : 2);
+      const scored = [...new Set(opts.scoredTokens ?? [])];
+      let finalNorm = 0, head: PackedMatrix | null = null;
+      if (scored.length) {
+        for (const t of scored) if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new Error(`ForwardModel: scored token ${t} outside the vocabulary [0, ${config.vocabSize})`);
+        finalNorm = loadVector(rt, source, "model.norm.weight", config.hiddenSize);
+        // Tied embeddings: lm_head.weight when present, else the embedding matrix (CONTRACT.md section 1).
+        const name = source.has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
+        if (name !== "lm_head.weight" && !config.tieWordEmbeddings) throw new WeightError(`missing tensor "lm_head.weight" in ${source.describe("lm_head.weight")} (tie_word_embeddings is false)`);
+        const rows = rt.heap.allocF32(scored.length * config.hiddenSize);
+        readEmbeddingRows(rt, config, source, scored, rows, name);
+        head = packBt(rt, rows, scored.length, config.hiddenSize);
+      }
+      log(
+        resident
+          ? `forward: weights resident: layers 0..${layers - 1} in their stored dtype, read once (${fmtGiB(plan.residentBytes)} with the packed panels); threads ${(opts.gemm?.threads ?? 1)}`
+          : `forward: weights streamed from the checkpoint every pass in their stored dtype (${fmtGiB(plan.streamBytes)} of slots and panels; resident layers 0..${layers - 1} would take ${fmtGiB(plan.residentBytes)}); threads ${(opts.gemm?.threads ?? 1)}`,
+      );
+      return new ForwardModel(rt, config, source, opts.gemm ?? new SerialGemm(rt), layerDims(config), stream, norms, finalNorm, head, scored, plan);
+    } catch (e) {
+      rt.heap.release(start);
+      throw e;
+    }
+  }
+
+  get threads(): number {
+    return this.gemm.threads;
+  }
+
+  /** Layers it runs: 0..numLayers-1. */
+  get numLayers(): number {
+    return this.norms.length;
+  }
+
+  /** The streamed layers' slots, for their read statistics (reads, bytesRead, waitSeconds). */
+  get reads(): { reads: number; bytesRead: number; waitSeconds: number } {
+    return this.stream;
+  }
+
+  /** Floats a sequence of T tokens takes in a pass: its hidden state and one layer's buffers. */
+  sequenceFloats(T: number): number {
+    return T * this.dims.d + forwardLayerFloats(this.dims, T);
+  }
+
+  /** Embedding rows of `tokens` into dst [tokens.length, d]. */
+  embed(tokens: readonly number[], dst: number): void {
+    readEmbeddingRows(this.rt, this.config, this.source, tokens, dst);
+  }
+
+  /** vec [d] added to rows row..row+T-1 of h [., d]: the steering of one sequence. */
+  addToRows(h: number, row: number, T: number, vec: number): void {
+    const p = h + 4 * row * this.dims.d;
+    this.rt.k.addRowVector(p, vec, p, T, this.dims.d);
+  }
+
+  /**
+   * Layers from..to on the sequences stacked in h ([sum lengths, d], sequence s at the rows after
+   * those of sequences 0..s-1), in place. `next`: the layer the following pass starts with (read
+   * ahead when streaming; default `from`, the next batch of a chunked run). Its buffers live in a
+   * heap scope of this call.
+   */
+  async run(h: number, lengths: readonly number[], from: number, to: number, next: number | null = from): Promise<void> {
+    if (this.closed) throw new Error("ForwardModel: closed");
+    if (from < 0 || to >= this.numLayers) throw new Error(`ForwardModel.run: layers ${from}..${to} outside 0..${this.numLayers - 1}`);
+    if (from > to || lengths.length === 0) return;
+    const { rt, dims } = this;
+    const prompts: PromptRows[] = [];
+    let rows = 0, probFloats = 0, maxT = 0;
+    for (const T of lengths) {
+      if (!Number.isInteger(T) || T < 1) throw new Error(`ForwardModel.run: sequence of ${T} tokens`);
+      prompts.push({ row: rows, T, probs: probFloats });
+      rows += T;
+      probFloats += dims.H * T * T;
+      maxT = Math.max(maxT, T);
+    }
+    const heap = rt.heap;
+    const mark = heap.mark();
+    try {
+      const { cos, sin } = ropeTables(Array.from({ length: maxT }, (_, t) => t), dims.hd, this.config.ropeTheta);
+      const cosPtr = heap.allocF32(cos.length), sinPtr = heap.allocF32(sin.length);
+      heap.f32(cosPtr, cos.length).set(cos);
+      heap.f32(sinPtr, sin.length).set(sin);
+      const ctx: LayerContext = { rt, dims, gemm: this.gemm, prompts, rows, cos: cosPtr, sin: sinPtr, attnScratch: 0 };
+      const saved = allocForwardLayer(rt, dims, rows, probFloats, h);
+      for (let i = from; i <= to; i++) {
+        // Between layers: signals and I/O callbacks run even when every product runs on this thread.
+        await yieldToEventLoop();
+        const staged = await this.stream.acquire(i, i < to ? i + 1 : next);
+        await layerForward(ctx, { index: i, norms: this.norms[i]!, fwd: staged.fwd, bwd: null }, saved, h);
+      }
+    } finally {
+      heap.release(mark);
+    }
+  }
+
+  /**
+   * The scored tokens' logits at rows `rows` of h [., d] (each after the last layer): the final
+   * RMSNorm of those rows, then the scored LM-head rows only. [rows.length, scoredTokens.length],
+   * columns in scoredTokens order (column(id)).
+   */
+  async logitsAt(h: number, rows: readonly number[]): Promise<Float32Array> {
+    if (!this.head) throw new Error("ForwardModel.logitsAt: no scored tokens were loaded");
+    const { rt } = this;
+    const d = this.dims.d, n = rows.length, m = this.head.n;
+    const heap = rt.heap;
+    const mark = heap.mark();
+    try {
+      const x = heap.allocF32(n * d), rstd = heap.allocF32(n), out = heap.allocF32(n * m);
+      rows.forEach((r, i) => rt.k.copy(x + 4 * i * d, h + 4 * r * d, d));
+      rt.k.rmsnormForward(x, this.finalNorm, x, rstd, n, d, this.dims.eps);
+      await this.gemm.run([{ a: x, m: n, packed: this.head, c: out }]);
+      return heap.f32(out, n * m).slice();
+    } finally {
+      heap.release(mark);
+    }
+  }
+
+  /** Column of token `id` in logitsAt's result. */
+  column(id: number): number {
+    const c = this.scoredTokens.indexOf(id);
+    if (c < 0) throw new Error(`ForwardModel: token ${id} is not among the scored tokens`);
+    return c;
+  }
+
+  /** Stop the worker threads. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.gemm.close();
+  }
+}
+
+/**
+ * Consecutive groups of items whose floats (floatsOf) sum to at most `budget` (an item larger than
+ * the budget alone): how a run is cut into batches that keep memory bounded. The results do not
+ * depend on the cut (see the top of this file).
+ */
+export function chunkByBudget<T>(items: readonly T[], floatsOf: (item: T) => number, budget: number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [], used = 0;
+  for (const it of items) {
+    const f = floatsOf(it);
+    if (cur.length && used + f > budget) {
+      out.push(cur);
+      cur = [], used = 0;
+    }
+    cur.push(it);
+    used += f;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
