@@ -167,28 +167,38 @@ export async function layerForward(c: LayerContext, w: EngineLayer, s: SavedLaye
     const xn = heap.allocF32(R * d);
     const att = heap.allocF32(R * qDim);
     const mlp = heap.allocF32(R * I);
-    k.rmsnormForward(s.hIn, w.norms.input, xn, s.rstd1, R, d, eps);
+    // The per-row work runs per prompt, each prompt's rows whole on one thread (so the thread count
+    // cannot change the result): many stacked sequences (the experiments' batches) spread over the
+    // threads; a few short prompts stay on this thread (runTasks' cost threshold).
+    const perPrompt = (cost: number, task: (p: PromptRows) => KernelTask) => c.gemm.runTasks(c.prompts.map(task), cost);
+    const rowCost = ROW_OP_COST * R * d;
+    await perPrompt(rowCost, (p) => [["rmsnormForward", s.hIn + 4 * p.row * d, w.norms.input, xn + 4 * p.row * d, s.rstd1 + 4 * p.row, p.T, d, eps]]);
     await c.gemm.run(jobs(xn, R, [["q", s.qRaw], ["k", s.kRaw], ["v", s.v]], w.fwd));
-    k.rmsnormForward(s.qRaw, w.norms.q, s.qRot, s.qRstd, R * H, hd, eps);
-    k.rmsnormForward(s.kRaw, w.norms.k, s.kRot, s.kRstd, R * KV, hd, eps);
-    // Per prompt, whole on one thread (so the thread count cannot change the result): many stacked
-    // sequences (the experiments' batches) spread over the threads.
-    let cost = 0;
-    await c.gemm.runTasks(c.prompts.map((p) => {
-      const qo = 4 * p.row * qDim, ko = 4 * p.row * dims.kvDim;
-      cost += attentionCost(dims, p.T);
+    let attnCost = rowCost;
+    for (const p of c.prompts) attnCost += attentionCost(dims, p.T);
+    await perPrompt(attnCost, (p) => {
+      const qo = 4 * p.row * qDim, ko = 4 * p.row * dims.kvDim, ho = 4 * p.row * d;
       return [
+        ["rmsnormForward", s.qRaw + qo, w.norms.q, s.qRot + qo, s.qRstd + 4 * p.row * H, p.T * H, hd, eps],
+        ["rmsnormForward", s.kRaw + ko, w.norms.k, s.kRot + ko, s.kRstd + 4 * p.row * KV, p.T * KV, hd, eps],
         ["ropeForward", s.qRot + qo, s.qRot + qo, c.cos, c.sin, p.T, H, hd],
         ["ropeForward", s.kRot + ko, s.kRot + ko, c.cos, c.sin, p.T, KV, hd],
         ["attentionForward", s.qRot + qo, s.kRot + ko, s.v + ko, att + qo, s.probs + 4 * p.probs, p.T, p.T, H, KV, hd, scale],
+        // the residual the o_proj product accumulates onto
+        ["copy", s.h1 + ho, s.hIn + ho, p.T * d],
       ];
-    }), cost);
-    k.copy(s.h1, s.hIn, R * d);
+    });
     await c.gemm.run(jobs(att, R, [["o", s.h1, true]], w.fwd));
-    k.rmsnormForward(s.h1, w.norms.post, xn, s.rstd2, R, d, eps);
+    await perPrompt(rowCost, (p) => {
+      const ho = 4 * p.row * d;
+      // then the residual the down_proj product accumulates onto (hOut may alias hIn, read above)
+      return [["rmsnormForward", s.h1 + ho, w.norms.post, xn + ho, s.rstd2 + 4 * p.row, p.T, d, eps], ["copy", hOut + ho, s.h1 + ho, p.T * d]];
+    });
     await c.gemm.run(jobs(xn, R, [["gate", s.gate], ["up", s.up]], w.fwd));
-    k.siluMulForward(s.gate, s.up, mlp, R * I);
-    k.copy(hOut, s.h1, R * d);
+    await perPrompt(SILU_COST * R * I, (p) => {
+      const o = 4 * p.row * I;
+      return [["siluMulForward", s.gate + o, s.up + o, mlp + o, p.T * I]];
+    });
     await c.gemm.run(jobs(mlp, R, [["down", hOut, true]], w.fwd));
   } finally {
     heap.release(mark);
