@@ -160,6 +160,12 @@ describe("A/B logit differences on the batched forward (evaluateAbBatched)", asy
     expect(streamed.weightPlan.mode).toBe("stream");
     expect(await evaluateAbBatched(streamed, prompts, { ...opts, activationBytes: 1 })).toEqual(rows);
     expect(streamed.reads.reads).toBeGreaterThan(ckpt.config.numLayers);
+    // auto: resident within the budget, streamed past it, and the log line says which
+    const lines: string[] = [];
+    const auto = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { residentBudgetBytes: fm1.weightPlan.residentBytes - 1, scoredTokens: scored, log: (l) => lines.push(l) });
+    expect(fm1.weightPlan.mode).toBe("resident");
+    expect(auto.weightPlan.mode).toBe("stream");
+    expect(lines.join("\n")).toMatch(/forward: weights streamed from the checkpoint every pass/);
   });
 
   it("refuses a token that is not scored and a steering layer outside the model", async () => {
