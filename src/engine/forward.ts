@@ -15,10 +15,10 @@ import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
 import { WeightError, type TensorSource } from "../model/weights.js";
 import { ropeTables } from "../kernels/rope.js";
-import { packBt, type PackedMatrix } from "../kernels/matmul.js";
+import { packBt, packedFloats, type PackedMatrix } from "../kernels/matmul.js";
 import { loadLayerNorms, loadVector, readEmbeddingRows, type LayerNorms } from "./layer-weights.js";
-import { LayerStream, yieldToEventLoop } from "./weight-store.js";
-import { allocForwardLayer, forwardLayerFloats, layerDims, layerForward, type LayerContext, type LayerDims, type PromptRows } from "./decoder-layer.js";
+import { LayerStream, readStored, storedLayout, yieldToEventLoop } from "./weight-store.js";
+import { allocForwardLayer, forwardLayerFloats, layerDims, layerForward, type LayerContext, type LayerDims, type LayerKv, type PromptRows } from "./decoder-layer.js";
 import { SerialGemm, type ParallelGemm } from "./parallel-gemm.js";
 import { fmtGiB, planLayerWeights, type WeightMode, type WeightPlan } from "./steering-engine.js";
 
@@ -34,6 +34,31 @@ export interface ForwardOptions {
   layers?: number;
   /** Token ids whose logits logitsAt gives: only their LM-head rows are read (with the final norm). */
   scoredTokens?: readonly number[];
+  /**
+   * Keep the whole LM head in its stored dtype (generation needs every logit): allLogitsAt packs it
+   * block by block on the threads that multiply it, as the layers' weights are.
+   */
+  fullHead?: boolean;
+}
+
+/** Key/value caches of every layer for decoding (ForwardModel.allocCache), and where each sequence stands. */
+export interface ForwardCache {
+  /** Per layer: [sum of capacities, kvDim] keys and values. */
+  layers: readonly LayerKv[];
+  /** Per sequence: first row in the caches, and its capacity (positions). */
+  cacheRow: readonly number[];
+  capacity: readonly number[];
+}
+
+/** LM-head rows packed per dispatch in allLogitsAt: bounds the packed scratch (16 MiB at d = 1024). */
+const HEAD_BLOCK = 4096;
+
+interface FullHead {
+  /** The head's stored bytes, their dtype code, and the packed scratch of one block. */
+  raw: number;
+  dtype: number;
+  bytesPerElement: number;
+  scratch: number;
 }
 
 /** Activation memory an experiment's batch may take by default (hidden states and one layer's buffers). */
@@ -56,6 +81,7 @@ export class ForwardModel {
     private readonly head: PackedMatrix | null,
     readonly scoredTokens: readonly number[],
     readonly weightPlan: WeightPlan,
+    private readonly fullHead: FullHead | null,
   ) {}
 
   /**
@@ -73,23 +99,33 @@ export class ForwardModel {
       const resident = plan.mode === "resident";
       const stream = new LayerStream(rt, config, source, 0, layers - 1, resident ? Math.max(2, layers) : 2);
       const scored = [...new Set(opts.scoredTokens ?? [])];
-      let finalNorm = 0, head: PackedMatrix | null = null;
-      if (scored.length) {
-        for (const t of scored) if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new Error(`ForwardModel: scored token ${t} outside the vocabulary [0, ${config.vocabSize})`);
+      let finalNorm = 0, head: PackedMatrix | null = null, full: FullHead | null = null;
+      if (scored.length || opts.fullHead) {
         finalNorm = loadVector(rt, source, "model.norm.weight", config.hiddenSize);
         // Tied embeddings: lm_head.weight when present, else the embedding matrix (CONTRACT.md section 1).
         const name = source.has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
         if (name !== "lm_head.weight" && !config.tieWordEmbeddings) throw new WeightError(`missing tensor "lm_head.weight" in ${source.describe("lm_head.weight")} (tie_word_embeddings is false)`);
-        const rows = rt.heap.allocF32(scored.length * config.hiddenSize);
-        readEmbeddingRows(rt, config, source, scored, rows, name);
-        head = packBt(rt, rows, scored.length, config.hiddenSize);
+        if (scored.length) {
+          for (const t of scored) if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new Error(`ForwardModel: scored token ${t} outside the vocabulary [0, ${config.vocabSize})`);
+          const rows = rt.heap.allocF32(scored.length * config.hiddenSize);
+          readEmbeddingRows(rt, config, source, scored, rows, name);
+          head = packBt(rt, rows, scored.length, config.hiddenSize);
+        }
+        if (opts.fullHead) {
+          const shape = source.shape(name);
+          if (shape.length !== 2 || shape[0] !== config.vocabSize || shape[1] !== config.hiddenSize) throw new WeightError(`tensor "${name}" in ${source.describe(name)} has shape [${shape.join(", ")}], expected [${config.vocabSize}, ${config.hiddenSize}]`);
+          const layout = storedLayout(source, name);
+          const raw = rt.heap.alloc(layout.bytes);
+          await readStored(rt, source, name, raw);
+          full = { raw, dtype: layout.dtype, bytesPerElement: layout.bytes / layout.elements, scratch: rt.heap.allocF32(packedFloats(HEAD_BLOCK, config.hiddenSize)) };
+        }
       }
       log(
         resident
           ? `forward: weights resident: layers 0..${layers - 1} in their stored dtype, read once (${fmtGiB(plan.residentBytes)} with the packed panels); threads ${(opts.gemm?.threads ?? 1)}`
           : `forward: weights streamed from the checkpoint every pass in their stored dtype (${fmtGiB(plan.streamBytes)} of slots and panels; resident layers 0..${layers - 1} would take ${fmtGiB(plan.residentBytes)}); threads ${(opts.gemm?.threads ?? 1)}`,
       );
-      return new ForwardModel(rt, config, source, opts.gemm ?? new SerialGemm(rt), layerDims(config), stream, norms, finalNorm, head, scored, plan);
+      return new ForwardModel(rt, config, source, opts.gemm ?? new SerialGemm(rt), layerDims(config), stream, norms, finalNorm, head, scored, plan, full);
     } catch (e) {
       rt.heap.release(start);
       throw e;
@@ -110,9 +146,9 @@ export class ForwardModel {
     return this.stream;
   }
 
-  /** Floats a sequence of T tokens takes in a pass: its hidden state and one layer's buffers. */
-  sequenceFloats(T: number): number {
-    return T * this.dims.d + forwardLayerFloats(this.dims, T);
+  /** Floats a sequence of T tokens (after `past` cached ones) takes in a pass: its hidden state and one layer's buffers. */
+  sequenceFloats(T: number, past = 0): number {
+    return T * this.dims.d + forwardLayerFloats(this.dims, T, past);
   }
 
   /** Embedding rows of `tokens` into dst [tokens.length, d]. */
@@ -129,23 +165,33 @@ export class ForwardModel {
   /**
    * Layers from..to on the sequences stacked in h ([sum lengths, d], sequence s at the rows after
    * those of sequences 0..s-1), in place. `next`: the layer the following pass starts with (read
-   * ahead when streaming; default `from`, the next batch of a chunked run). Its buffers live in a
-   * heap scope of this call.
+   * ahead when streaming; default `from`, the next batch of a chunked run). With `cache` (decoding),
+   * sequence s's rows are its positions past[s].. and their keys and values are appended to its
+   * cache rows (`seqs[s]`: its index in the cache). Its buffers live in a heap scope of this call.
    */
-  async run(h: number, lengths: readonly number[], from: number, to: number, next: number | null = from): Promise<void> {
+  async run(h: number, lengths: readonly number[], from: number, to: number, opts: { next?: number | null; cache?: ForwardCache; seqs?: readonly number[]; past?: readonly number[] } = {}): Promise<void> {
+    const next = opts.next === undefined ? from : opts.next;
+    const cache = opts.cache;
     if (this.closed) throw new Error("ForwardModel: closed");
     if (from < 0 || to >= this.numLayers) throw new Error(`ForwardModel.run: layers ${from}..${to} outside 0..${this.numLayers - 1}`);
     if (from > to || lengths.length === 0) return;
     const { rt, dims } = this;
     const prompts: PromptRows[] = [];
     let rows = 0, probFloats = 0, maxT = 0;
-    for (const T of lengths) {
+    lengths.forEach((T, i) => {
       if (!Number.isInteger(T) || T < 1) throw new Error(`ForwardModel.run: sequence of ${T} tokens`);
-      prompts.push({ row: rows, T, probs: probFloats });
+      const p: PromptRows = { row: rows, T, probs: probFloats };
+      if (cache) {
+        const sq = opts.seqs?.[i] ?? i, past = opts.past?.[i] ?? 0;
+        if (past + T > cache.capacity[sq]!) throw new Error(`ForwardModel.run: sequence ${sq}: ${past + T} positions exceed its cache capacity ${cache.capacity[sq]}`);
+        p.past = past;
+        p.cacheRow = cache.cacheRow[sq]!;
+      }
+      prompts.push(p);
       rows += T;
-      probFloats += dims.H * T * T;
-      maxT = Math.max(maxT, T);
-    }
+      probFloats += dims.H * T * ((p.past ?? 0) + T);
+      maxT = Math.max(maxT, (p.past ?? 0) + T);
+    });
     const heap = rt.heap;
     const mark = heap.mark();
     try {
@@ -159,7 +205,7 @@ export class ForwardModel {
         // Between layers: signals and I/O callbacks run even when every product runs on this thread.
         await yieldToEventLoop();
         const staged = await this.stream.acquire(i, i < to ? i + 1 : next);
-        await layerForward(ctx, { index: i, norms: this.norms[i]!, fwd: staged.fwd, bwd: null }, saved, h);
+        await layerForward(ctx, { index: i, norms: this.norms[i]!, fwd: staged.fwd, bwd: null }, saved, h, cache?.layers[i]);
       }
     } finally {
       heap.release(mark);
@@ -186,6 +232,48 @@ export class ForwardModel {
     } finally {
       heap.release(mark);
     }
+  }
+
+  /**
+   * Every logit at rows `rows` of h [., d]: the final RMSNorm of those rows, then the whole LM head
+   * (ForwardOptions.fullHead), packed HEAD_BLOCK rows at a time. [rows.length, vocab].
+   */
+  async allLogitsAt(h: number, rows: readonly number[]): Promise<Float32Array> {
+    const full = this.fullHead;
+    if (!full) throw new Error("ForwardModel.allLogitsAt: the model was made without fullHead");
+    const { rt } = this;
+    const d = this.dims.d, n = rows.length, V = this.config.vocabSize;
+    const heap = rt.heap;
+    const mark = heap.mark();
+    try {
+      const x = heap.allocF32(n * d), rstd = heap.allocF32(n), out = heap.allocF32(n * V);
+      rows.forEach((r, i) => rt.k.copy(x + 4 * i * d, h + 4 * r * d, d));
+      rt.k.rmsnormForward(x, this.finalNorm, x, rstd, n, d, this.dims.eps);
+      for (let b0 = 0; b0 < V; b0 += HEAD_BLOCK) {
+        const nb = Math.min(HEAD_BLOCK, V - b0);
+        await this.gemm.run([{
+          a: x, m: n, c: out + 4 * b0, ldc: V,
+          packed: { ptr: full.scratch, n: nb, k: d },
+          pack: { src: full.raw + b0 * d * full.bytesPerElement, kind: /* PACK_BT */ 0 | (full.dtype << 1), ld: d },
+        }]);
+      }
+      return heap.f32(out, n * V).slice();
+    } finally {
+      heap.release(mark);
+    }
+  }
+
+  /**
+   * Key/value caches of every layer for sequences of the given capacities (positions), allocated on
+   * rt.heap in the caller's region.
+   */
+  allocCache(capacities: readonly number[]): ForwardCache {
+    const cacheRow: number[] = [];
+    let rows = 0;
+    for (const c of capacities) cacheRow.push(rows), (rows += c);
+    const kv = this.dims.kvDim;
+    const layers = this.norms.map(() => ({ k: this.rt.heap.allocF32(rows * kv), v: this.rt.heap.allocF32(rows * kv) }));
+    return { layers, cacheRow, capacity: [...capacities] };
   }
 
   /** Column of token `id` in logitsAt's result. */

@@ -146,7 +146,7 @@ export async function evaluateAbBatched(model: ForwardModel, prompts: readonly A
       // Layers 0..S once per question: h_S of every question of the group.
       const hS = heap.allocF32(rows * d);
       group.forEach((q, i) => model.embed(prompts[q].tokens, hS + 4 * start[i] * d));
-      await model.run(hS, lengths, 0, S, S + 1 <= L - 1 ? S + 1 : 0);
+      await model.run(hS, lengths, 0, S, { next: S + 1 <= L - 1 ? S + 1 : 0 });
       const seqs = group.flatMap((q, i) => Array.from({ length: 1 + steered }, (_, j) => ({ q, i, j })));
       for (const chunk of chunkByBudget(seqs, (s) => model.sequenceFloats(prompts[s.q].tokens.length), budget - rows * d)) {
         const chunkMark = heap.mark();
