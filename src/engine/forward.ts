@@ -1,4 +1,4 @@
-// The experiments' forward pass (eval-ab, caa): many token sequences stacked as one [sum T, d] buffer
+// The experiments' forward pass (eval-ab, caa, generate): many token sequences stacked as one [sum T, d] buffer
 // (decoder-layer.ts PromptRows) through the steering engine's own pieces: layerForward, the
 // LayerStream weights in their stored dtype (resident or streamed, chosen as the engine chooses), and
 // the ParallelGemm threads. So every linear map of a layer is one matrix product over all stacked
@@ -8,9 +8,11 @@
 // compare against.
 //
 // Nothing is kept for derivatives (allocForwardLayer). Steering is the caller's: run layers 0..S, add
-// scale * v to every row of a sequence (addToRows), run S+1..L-1. The LM head is never formed whole:
-// only the rows of the tokens that are scored are read (`scoredTokens`), after the final RMSNorm on
-// the rows that are asked for (logitsAt).
+// scale * v to every row of a sequence (addToRows), run S+1..L-1. Decoding appends each pass's keys
+// and values to per-sequence caches (allocCache; layerForward's `kv`). The LM head is applied after
+// the final RMSNorm to the rows asked for only: for scoring, only the scored tokens' rows of it are
+// read (`scoredTokens`, logitsAt); for generation the whole head is kept in its stored dtype and
+// packed block by block on the threads that multiply it (`fullHead`, allLogitsAt).
 import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
 import { WeightError, type TensorSource } from "../model/weights.js";
@@ -217,47 +219,45 @@ export class ForwardModel {
    * RMSNorm of those rows, then the scored LM-head rows only. [rows.length, scoredTokens.length],
    * columns in scoredTokens order (column(id)).
    */
-  async logitsAt(h: number, rows: readonly number[]): Promise<Float32Array> {
-    if (!this.head) throw new Error("ForwardModel.logitsAt: no scored tokens were loaded");
-    const { rt } = this;
-    const d = this.dims.d, n = rows.length, m = this.head.n;
-    const heap = rt.heap;
-    const mark = heap.mark();
-    try {
-      const x = heap.allocF32(n * d), rstd = heap.allocF32(n), out = heap.allocF32(n * m);
-      rows.forEach((r, i) => rt.k.copy(x + 4 * i * d, h + 4 * r * d, d));
-      rt.k.rmsnormForward(x, this.finalNorm, x, rstd, n, d, this.dims.eps);
-      await this.gemm.run([{ a: x, m: n, packed: this.head, c: out }]);
-      return heap.f32(out, n * m).slice();
-    } finally {
-      heap.release(mark);
-    }
+  logitsAt(h: number, rows: readonly number[]): Promise<Float32Array> {
+    const head = this.head;
+    if (!head) throw new Error("ForwardModel.logitsAt: no scored tokens were loaded");
+    return this.headProducts(h, rows, head.n, async (x, out) => {
+      await this.gemm.run([{ a: x, m: rows.length, packed: head, c: out }]);
+    });
   }
 
   /**
    * Every logit at rows `rows` of h [., d]: the final RMSNorm of those rows, then the whole LM head
    * (ForwardOptions.fullHead), packed HEAD_BLOCK rows at a time. [rows.length, vocab].
    */
-  async allLogitsAt(h: number, rows: readonly number[]): Promise<Float32Array> {
+  allLogitsAt(h: number, rows: readonly number[]): Promise<Float32Array> {
     const full = this.fullHead;
     if (!full) throw new Error("ForwardModel.allLogitsAt: the model was made without fullHead");
-    const { rt } = this;
-    const d = this.dims.d, n = rows.length, V = this.config.vocabSize;
-    const heap = rt.heap;
-    const mark = heap.mark();
-    try {
-      const x = heap.allocF32(n * d), rstd = heap.allocF32(n), out = heap.allocF32(n * V);
-      rows.forEach((r, i) => rt.k.copy(x + 4 * i * d, h + 4 * r * d, d));
-      rt.k.rmsnormForward(x, this.finalNorm, x, rstd, n, d, this.dims.eps);
+    const d = this.dims.d, V = this.config.vocabSize;
+    return this.headProducts(h, rows, V, async (x, out) => {
       for (let b0 = 0; b0 < V; b0 += HEAD_BLOCK) {
-        const nb = Math.min(HEAD_BLOCK, V - b0);
         await this.gemm.run([{
-          a: x, m: n, c: out + 4 * b0, ldc: V,
-          packed: { ptr: full.scratch, n: nb, k: d },
+          a: x, m: rows.length, c: out + 4 * b0, ldc: V,
+          packed: { ptr: full.scratch, n: Math.min(HEAD_BLOCK, V - b0), k: d },
           pack: { src: full.raw + b0 * d * full.bytesPerElement, kind: /* PACK_BT */ 0 | (full.dtype << 1), ld: d },
         }]);
       }
-      return heap.f32(out, n * V).slice();
+    });
+  }
+
+  /** The final RMSNorm of rows `rows` of h into x [n, d], then `product(x, out)` into out [n, cols], copied out. */
+  private async headProducts(h: number, rows: readonly number[], cols: number, product: (x: number, out: number) => Promise<void>): Promise<Float32Array> {
+    const { rt } = this;
+    const d = this.dims.d, n = rows.length;
+    const heap = rt.heap;
+    const mark = heap.mark();
+    try {
+      const x = heap.allocF32(n * d), rstd = heap.allocF32(n), out = heap.allocF32(n * cols);
+      rows.forEach((r, i) => rt.k.copy(x + 4 * i * d, h + 4 * r * d, d));
+      rt.k.rmsnormForward(x, this.finalNorm, x, rstd, n, d, this.dims.eps);
+      await product(x, out);
+      return heap.f32(out, n * cols).slice();
     } finally {
       heap.release(mark);
     }
