@@ -93,7 +93,9 @@ export class ForwardModel {
   static async create(rt: Runtime, config: Qwen3Config, source: TensorSource, opts: ForwardOptions = {}): Promise<ForwardModel> {
     const layers = opts.layers ?? config.numLayers;
     if (!Number.isInteger(layers) || layers < 1 || layers > config.numLayers) throw new Error(`ForwardModel: layers ${layers} outside 1..${config.numLayers}`);
-    const plan = planLayerWeights(config, source, 0, layers - 1, opts);
+    const headName = source.has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
+    const headBytes = opts.fullHead && source.has(headName) ? storedLayout(source, headName).bytes + 4 * packedFloats(HEAD_BLOCK, config.hiddenSize) : 0;
+    const plan = planLayerWeights(config, source, 0, layers - 1, { ...opts, extra: headBytes ? { bytes: headBytes, what: "the whole LM head (generation)" } : undefined });
     const log = opts.log ?? (() => {});
     const start = rt.heap.mark();
     try {
@@ -105,7 +107,7 @@ export class ForwardModel {
       if (scored.length || opts.fullHead) {
         finalNorm = loadVector(rt, source, "model.norm.weight", config.hiddenSize);
         // Tied embeddings: lm_head.weight when present, else the embedding matrix (CONTRACT.md section 1).
-        const name = source.has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
+        const name = headName;
         if (name !== "lm_head.weight" && !config.tieWordEmbeddings) throw new WeightError(`missing tensor "lm_head.weight" in ${source.describe("lm_head.weight")} (tie_word_embeddings is false)`);
         if (scored.length) {
           for (const t of scored) if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new Error(`ForwardModel: scored token ${t} outside the vocabulary [0, ${config.vocabSize})`);

@@ -513,18 +513,27 @@ export function planWeights(config: Qwen3Config, source: TensorSource, site: Pic
  * their own when resident. The steering engine keeps S+1..T; the forward of the experiments
  * (forward.ts) keeps 0..L-1.
  */
-export function planLayerWeights(config: Qwen3Config, source: TensorSource, first: number, last: number, opts: Pick<SteeringEngineOptions, "weights" | "residentBudgetBytes">): WeightPlan {
+export function planLayerWeights(
+  config: Qwen3Config,
+  source: TensorSource,
+  first: number,
+  last: number,
+  opts: Pick<SteeringEngineOptions, "weights" | "residentBudgetBytes"> & { extra?: { bytes: number; what: string } },
+): WeightPlan {
   const residentBytes = last >= first ? layerStreamBytes(config, source, first, last, Math.max(2, last - first + 1)) : 0;
   const streamBytes = layerStreamBytes(config, source, 0, last);
   const want = opts.weights ?? "auto";
   const budget = opts.residentBudgetBytes ?? DEFAULT_RESIDENT_BUDGET;
-  const mode = want === "auto" ? (residentBytes <= budget ? "resident" : "stream") : want;
-  const need = mode === "resident" ? residentBytes + (first > 0 ? layerStreamBytes(config, source, 0, first - 1) : 0) : streamBytes;
+  // Weights kept beside the layers whatever the mode (generation's whole LM head) count against both.
+  const extra = opts.extra?.bytes ?? 0;
+  const plus = opts.extra ? ` and ${fmtGiB(extra)} for ${opts.extra.what}` : "";
+  const mode = want === "auto" ? (residentBytes + extra <= budget ? "resident" : "stream") : want;
+  const need = (mode === "resident" ? residentBytes + (first > 0 ? layerStreamBytes(config, source, 0, first - 1) : 0) : streamBytes) + extra;
   if (need > MAX_WEIGHT_BYTES) {
     throw new WeightError(
       mode === "resident"
-        ? `model too large for memory: layers ${first}..${last} resident need ${fmtGiB(residentBytes)}, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB); use --weights stream (or leave --weights at auto)`
-        : `model too large for memory: streaming needs ${fmtGiB(streamBytes)} for two layers of stored weights and one layer's packed panels, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB)`,
+        ? `model too large for memory: layers ${first}..${last} resident need ${fmtGiB(residentBytes)}${plus}, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB); use --weights stream (or leave --weights at auto)`
+        : `model too large for memory: streaming needs ${fmtGiB(streamBytes)} for two layers of stored weights and one layer's packed panels${plus}, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB)`,
     );
   }
   return { mode, residentBytes, streamBytes };

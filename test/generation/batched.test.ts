@@ -73,6 +73,14 @@ for (const [name, { shape, dtype }] of Object.entries(SHAPES)) {
       });
     }
 
+    it("the whole LM head counts in the weight plan: auto streams the layers when layers and head pass the budget", async () => {
+      const scoredOnly = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { scoredTokens: [1] });
+      const layers = scoredOnly.weightPlan.residentBytes;
+      const withHead = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { fullHead: true, residentBudgetBytes: layers + 1 });
+      const withoutHead = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { scoredTokens: [1], residentBudgetBytes: layers + 1 });
+      expect([withHead.weightPlan.mode, withoutHead.weightPlan.mode]).toEqual(["stream", "resident"]);
+    });
+
     it("an end-of-sequence id stops the sequences that emit it (and only those), as the reference", async () => {
       const greedy = reference({ temperature: 0, topP: 1 });
       const eos = [greedy[0]!.tokens[2]!];
