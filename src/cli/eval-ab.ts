@@ -182,7 +182,8 @@ export async function evalAb(argv: string[]): Promise<number> {
   };
   log(`jacsteer: first item (${p0.item.where}): prompt ${JSON.stringify(firstItem.prompt)} (${p0.tokens.length} tokens)`);
   log(`jacsteer: first item: scores logit(${describeToken(tok, p0.matchingId)}) - logit(${describeToken(tok, p0.otherId)}) at its last position (matching minus other)`);
-  let lastLog = performance.now();
+  const evalStart = performance.now();
+  let lastLog = evalStart;
   let rows;
   try {
     rows = await evaluateAbBatched(model, prompts, {
@@ -191,7 +192,9 @@ export async function evalAb(argv: string[]): Promise<number> {
       scales: scales ?? [],
       onQuestion: (done, total) => {
         if (done === total || performance.now() - lastLog > 2000) {
-          log(`jacsteer: ${done}/${total} questions`);
+          // every question costs about the same (the same sequences), so the rate so far predicts the rest
+          const elapsed = (performance.now() - evalStart) / 1000;
+          log(`jacsteer: ${done}/${total} questions, ${elapsed.toFixed(0)} s${done < total ? `, about ${((elapsed * (total - done)) / done).toFixed(0)} s left` : ""}`);
           lastLog = performance.now();
         }
       },

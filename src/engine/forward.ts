@@ -77,7 +77,7 @@ export class ForwardModel {
     readonly dims: LayerDims,
     private readonly stream: LayerStream,
     private readonly norms: readonly LayerNorms[],
-    /** model.norm.weight [d]; 0 without scored tokens. */
+    /** model.norm.weight [d]; 0 without a head (neither scored tokens nor fullHead). */
     private readonly finalNorm: number,
     /** The scored tokens' LM-head rows, packed for x W^T; null without scored tokens. */
     private readonly head: PackedMatrix | null,
@@ -93,6 +93,7 @@ export class ForwardModel {
   static async create(rt: Runtime, config: Qwen3Config, source: TensorSource, opts: ForwardOptions = {}): Promise<ForwardModel> {
     const layers = opts.layers ?? config.numLayers;
     if (!Number.isInteger(layers) || layers < 1 || layers > config.numLayers) throw new Error(`ForwardModel: layers ${layers} outside 1..${config.numLayers}`);
+    // Tied embeddings: lm_head.weight when present, else the embedding matrix (CONTRACT.md section 1).
     const headName = source.has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
     const headBytes = opts.fullHead && source.has(headName) ? storedLayout(source, headName).bytes + 4 * packedFloats(HEAD_BLOCK, config.hiddenSize) : 0;
     const plan = planLayerWeights(config, source, 0, layers - 1, { ...opts, extra: headBytes ? { bytes: headBytes, what: "the whole LM head (generation)" } : undefined });
@@ -106,7 +107,6 @@ export class ForwardModel {
       let finalNorm = 0, head: PackedMatrix | null = null, full: FullHead | null = null;
       if (scored.length || opts.fullHead) {
         finalNorm = loadVector(rt, source, "model.norm.weight", config.hiddenSize);
-        // Tied embeddings: lm_head.weight when present, else the embedding matrix (CONTRACT.md section 1).
         const name = headName;
         if (name !== "lm_head.weight" && !config.tieWordEmbeddings) throw new WeightError(`missing tensor "lm_head.weight" in ${source.describe("lm_head.weight")} (tie_word_embeddings is false)`);
         if (scored.length) {
