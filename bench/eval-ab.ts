@@ -1,7 +1,8 @@
 // eval-ab at the research line's size on the Qwen3-0.6B-shaped BF16 checkpoint (bench/make-checkpoint.ts,
 // random weights, the real Qwen3 tokenizer): 100 A/B questions x 12 vectors x 5 scales (6100 scored
 // sequences with the unsteered ones), steering at layer 6, 2 threads.
-//   - batched: evaluateAbBatched on the engine's forward (what `jacsteer eval-ab` runs), all 100 questions;
+//   - batched: evaluateAbBatched on the engine's forward (what `jacsteer eval-ab` runs), all 100 questions
+//     (or the first --questions N, extrapolated linearly like today's code);
 //   - today's code: evaluateAb, one sequence at a time on the autodiff model's decoder (what eval-ab ran
 //     before issue 11), single-threaded by construction. It takes about a second per sequence, so it is
 //     timed on the first QUESTIONS_OLD questions (all their 61 sequences) and extrapolated linearly to
@@ -9,7 +10,8 @@
 // Both in this process, one after the other; the rows they share are compared (max |diff| difference).
 // Each part's model load is timed apart from its evaluation. Writes bench/results/eval-ab.md and .json.
 //
-//   node --experimental-wasm-relaxed-simd dist/bench/eval-ab.js [--old-questions N] [--threads N]
+//   node --experimental-wasm-relaxed-simd dist/bench/eval-ab.js [--questions N] [--old-questions N] [--threads N]
+// (--questions N < 100 times the batched forward on the first N questions too, extrapolated the same way.)
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -57,6 +59,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { questions: { type: "string" }, "old-questions": { type: "string" }, threads: { type: "string" } } });
   const newQuestions = Number(values.questions ?? QUESTIONS);
   const oldQuestions = Number(values["old-questions"] ?? 2);
+  if (!(newQuestions >= 1 && newQuestions <= QUESTIONS && oldQuestions >= 1 && oldQuestions <= newQuestions)) throw new Error(`need 1 <= --old-questions (${oldQuestions}) <= --questions (${newQuestions}) <= ${QUESTIONS}`);
   const threads = Number(values.threads ?? 2);
   const machine = machineInfo();
   const dir = ensureBenchCheckpoint();
@@ -114,7 +117,7 @@ async function main(): Promise<void> {
   const result = {
     machine, threads, questions: QUESTIONS, vectors: VECTORS, scales: SCALES, layer: LAYER, sequences: QUESTIONS * perQuestion,
     tokens: { min: Math.min(...lengths), max: Math.max(...lengths), total: allTokens },
-    batched: { load_s: newLoad, eval_s: newEval, weights: fm.weightPlan.mode, wasm_heap_peak_bytes: heapPeak },
+    batched: { load_s: newLoad, questions_timed: newQuestions, eval_s: newTimed, eval_s_extrapolated: newEval, weights: fm.weightPlan.mode, wasm_heap_peak_bytes: heapPeak },
     today: { load_s: oldLoad, questions_timed: oldQuestions, eval_s: oldEval, eval_s_extrapolated: oldEval100 },
     speedup, max_diff_difference: maxDiff, max_abs_diff: spread,
   };
@@ -128,13 +131,16 @@ async function main(): Promise<void> {
     "",
     `Workload: Qwen3-0.6B-shaped BF16 checkpoint (random weights, real Qwen3 tokenizer), ${QUESTIONS} A/B questions (examples/ab-dataset.json items under numbered preambles, chat template, ${result.tokens.min}..${result.tokens.max} tokens), ` +
       `${VECTORS} random unit vectors x scales ${SCALES.join(", ")} at layer ${LAYER}: ${result.sequences} scored sequences (the unsteered one per question included).`,
+    (newQuestions < QUESTIONS
+      ? `The batched forward was timed on the first ${newQuestions} questions (${newQuestions * perQuestion} sequences) and extrapolated to all ${QUESTIONS} by prompt tokens (a run of all ${QUESTIONS} takes over half an hour on this machine). `
+      : "") +
     `Today's code (evaluateAb: the autodiff model's KV-cache decoder, one sequence at a time, one thread, f32 weights) was timed on the first ${oldQuestions} questions ` +
       `(${oldQuestions * perQuestion} sequences, ${oldTokens} prompt tokens per steering) and extrapolated to all ${QUESTIONS} by prompt tokens; both ran in the same process, one after the other.`,
     "",
     markdownTable(
       ["path", "threads", "load s", "evaluation s (100 questions)", "sequences/s"],
       [
-        ["batched forward (evaluateAbBatched, `jacsteer eval-ab`)", String(threads), newLoad.toFixed(1), newEval.toFixed(1), (result.sequences / newEval).toFixed(1)],
+        [`batched forward (evaluateAbBatched, \`jacsteer eval-ab\`)${newQuestions < QUESTIONS ? `, ${newQuestions} questions timed` : ""}`, String(threads), newLoad.toFixed(1), newQuestions < QUESTIONS ? `${newEval.toFixed(0)} (extrapolated from ${newTimed.toFixed(1)} s)` : newEval.toFixed(1), (result.sequences / newEval).toFixed(1)],
         [`today's code (evaluateAb), ${oldQuestions} questions timed`, "1", oldLoad.toFixed(1), `${oldEval100.toFixed(0)} (extrapolated from ${oldEval.toFixed(1)} s)`, (result.sequences / oldEval100).toFixed(2)],
       ],
     ),
