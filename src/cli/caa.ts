@@ -5,13 +5,18 @@
 import { createHash } from "node:crypto";
 import { intFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { checkOutPath, defaultLayers, defaultModelDir, loadModel, log, warn, warnings } from "./session.js";
+import { checkOutPath, defaultLayers, defaultModelDir, log, warn, warnings } from "./session.js";
 import { chooseItems, DATASET_HELP, DATASET_OPTIONS } from "./dataset-flags.js";
 import { encodeVectorFile } from "../io/vector-file.js";
 import { modelConfigKey } from "../io/run-identity.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
-import { caaVector, type PairTokens } from "../caa/caa.js";
+import { caaVectorBatched, type PairTokens } from "../caa/caa.js";
+import { ForwardModel } from "../engine/forward.js";
+import { createNodeRuntime } from "../node/runtime.js";
+import { createParallelGemm } from "../node/thread-pool.js";
+import { threadsFlag } from "./threads.js";
+import { weightsFlag, WEIGHTS_HELP } from "./weights-flag.js";
 import { buildItemPrompt, describeToken, doublesAnswer, unescapeFlagText } from "../evaluation/prompt.js";
 import { InputError } from "../model/qwen3.js";
 
@@ -35,7 +40,8 @@ ${DATASET_HELP}  --pairs FILE             the same as --dataset (the older name)
                            answer, -2 the one before, 0 the first
   --normalize              scale the vector to unit norm (its raw norm is kept in the metadata)
   --out FILE.safetensors   write the vector (one row) and run metadata (method "caa")
-  --json                   print a JSON summary on stdout (first_item, items, warnings, ...)
+  --threads N              worker threads (default: all cores; more than the cores is capped, with a line)
+${WEIGHTS_HELP}  --json                   print a JSON summary on stdout (first_item, items, warnings, ...)
 
 The prompt: question (or its chat rendering) + prefix + the answer written as it follows: "(A)" for a
 letter, the answer text (" Yes") otherwise, tokenized as a whole. The answer token is the one token
@@ -44,6 +50,10 @@ a vector near zero), or " Yes" / " No"; answers that differ in more than one tok
 the item. Prompt/completion items are read at their last token. The first item's exact token sequences
 and the token read are printed to stderr. A vector whose norm is below ${CAA_MIN_NORM_SHARE * 100}% of the median
 layer-S norm gets a warning.
+
+How it runs: every item's two sequences are stacked through layers 0..S together (in batches that
+keep memory bounded) on --threads threads; layers past S are never read. The vector does not depend
+on --threads or the batching.
 `;
 
 const OPTIONS: Options = {
@@ -58,6 +68,8 @@ const OPTIONS: Options = {
   normalize: { type: "boolean" },
   out: { type: "string" },
   json: { type: "boolean" },
+  threads: { type: "string" },
+  weights: { type: "string" },
   help: { type: "boolean", short: "h" },
 };
 
@@ -75,6 +87,8 @@ export async function caa(argv: string[]): Promise<number> {
   const explicitPosition = f["answer-position"] === undefined ? undefined : intFlag(f, "answer-position", -1, -Infinity)!;
   const answerPrefix = f["answer-prefix"] === undefined ? undefined : unescapeFlagText(String(f["answer-prefix"]));
   checkOutPath(f.out as string | undefined);
+  const threads = threadsFlag(f, log);
+  const weights = weightsFlag(f);
   const chosen = chooseItems(f, "train", file, flag);
 
   const started = performance.now();
@@ -87,20 +101,42 @@ export async function caa(argv: string[]): Promise<number> {
   if (S < 0 || S >= L) throw new UsageError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
 
   // Only layers 0..S are read.
-  const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { layers: S + 1 });
-  const tok = await loadTokenizerFromDir(ckpt.dir);
-  const style = { chat: !!f.chat, system: f.system as string | undefined, answerPrefix };
-  const prompts = chosen.items.map((item) => buildItemPrompt(tok, item, style));
+  const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
+  const config = ckpt.config;
+  let pairs: PairTokens[];
+  let prompts;
+  let tok;
+  try {
+    tok = await loadTokenizerFromDir(ckpt.dir);
+    const style = { chat: !!f.chat, system: f.system as string | undefined, answerPrefix };
+    prompts = chosen.items.map((item) => buildItemPrompt(tok!, item, style));
+    pairs = prompts.map((p) => {
+      const base = { positive: p.matchingTokens, negative: p.otherTokens, where: p.item.where };
+      if (explicitPosition !== undefined || p.item.kind === "completion") return base;
+      if (p.answerPosition === null) throw new InputError(p.problem!);
+      return { ...base, rows: [p.answerPosition, p.answerPosition] as [number, number] };
+    });
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
   const doubled = answerPrefix === undefined ? [] : chosen.items.filter((it) => it.kind !== "completion" && doublesAnswer(it.question, answerPrefix));
   if (doubled.length) warn(`--answer-prefix ${JSON.stringify(answerPrefix)} adds a second "Answer:" to ${doubled.length} question(s) that already end in one (first: ${doubled[0].where})`);
-  const pairs: PairTokens[] = prompts.map((p) => {
-    const base = { positive: p.matchingTokens, negative: p.otherTokens, where: p.item.where };
-    if (explicitPosition !== undefined || p.item.kind === "completion") return base;
-    if (p.answerPosition === null) throw new InputError(p.problem!);
-    return { ...base, rows: [p.answerPosition, p.answerPosition] };
-  });
-  log(`jacsteer: ${ckpt.name}: ${L} layers, hidden ${model.config.hiddenSize}; S=${S}; ${chosen.description}; kernels ${rt.build}`);
-  const result = caaVector(model, pairs, S, explicitPosition ?? -1);
+  const rt = await createNodeRuntime();
+  log(`jacsteer: ${ckpt.name}: ${L} layers, hidden ${config.hiddenSize}; S=${S}; ${chosen.description}; threads ${threads}; kernels ${rt.build}`);
+  const gemm = await createParallelGemm(rt, threads);
+  let result;
+  let weightMode;
+  try {
+    const model = await ForwardModel.create(rt, config, ckpt.tensors, { gemm, log, weights, layers: S + 1 });
+    weightMode = model.weightPlan.mode;
+    result = await caaVectorBatched(model, pairs, S, explicitPosition ?? -1);
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  } finally {
+    await gemm.close();
+  }
   const rawNorm = Math.sqrt(result.vector.reduce((s, x) => s + x * x, 0));
 
   // What was computed, shown on the first item: its exact token sequences and the token read.
@@ -135,7 +171,7 @@ export async function caa(argv: string[]): Promise<number> {
     method: "caa",
     model: ckpt.name,
     model_path: ckpt.dir,
-    model_config: modelConfigKey(model.config),
+    model_config: modelConfigKey(config),
     source_layer: String(S),
     // A CAA vector is read and added at layer S; it has no target layer and no randomness beyond the split.
     target_layer: "",
@@ -176,6 +212,8 @@ export async function caa(argv: string[]): Promise<number> {
       answer_rows: result.rows,
       warnings: warnings(),
       seconds,
+      threads,
+      weights: weightMode,
       model: ckpt.name,
       out: f.out ?? null,
     };

@@ -6,14 +6,19 @@ import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { defaultModelDir, loadModel, log, warn, warnings } from "./session.js";
+import { defaultModelDir, log, warn, warnings } from "./session.js";
 import { chooseItems, DATASET_HELP, DATASET_OPTIONS } from "./dataset-flags.js";
 import { optionalTokenizer, readVectorChoices, scalesFlag, steeringLayer, type VectorChoice } from "./generate.js";
 import { openCheckpoint } from "../node/checkpoint.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
-import { SteeredDecoder } from "../generation/decoder.js";
 import { buildItemPrompt, describeToken, doublesAnswer, unescapeFlagText } from "../evaluation/prompt.js";
-import { evaluateAb, summarizeAb, toAbPrompt, type AbPrompt, type AbSummary, type AbSummaryRow } from "../evaluation/ab.js";
+import { evaluateAbBatched, summarizeAb, toAbPrompt, type AbPrompt, type AbSummary, type AbSummaryRow } from "../evaluation/ab.js";
+import { checkTokens } from "../model/qwen3.js";
+import { ForwardModel } from "../engine/forward.js";
+import { createNodeRuntime } from "../node/runtime.js";
+import { createParallelGemm } from "../node/thread-pool.js";
+import { threadsFlag } from "./threads.js";
+import { weightsFlag, WEIGHTS_HELP } from "./weights-flag.js";
 import type { TextTokenizer } from "../tokenizer/index.js";
 
 export const EVAL_AB_HELP = `jacsteer eval-ab: questions scored by logit(matching answer token) - logit(other answer token),
@@ -30,8 +35,9 @@ ${DATASET_HELP}  --model DIR              checkpoint directory (default: the bun
   --scales LIST            comma-separated scales, e.g. -10,-5,0,5,10 (needed with --vectors)
   --layer S                layer whose output receives scale * vector (default: the vector files'
                            source_layer when they agree, else the model-size default)
-  --json                   print the summary as JSON on stdout instead of a table (first_item, items,
-                           warnings, ...)
+  --threads N              worker threads (default: all cores; more than the cores is capped, with a line)
+${WEIGHTS_HELP}  --json                   print the summary as JSON on stdout instead of a table (first_item, items,
+                           warnings, threads, weights, ...)
   --out FILE.json          write every question's row (logits, diff, shift) to FILE.json
 
 The prompt: question (or its chat rendering) + prefix; the answers are written as they follow it,
@@ -45,6 +51,11 @@ and shift = diff - baseline diff. Per (vector, scale): the share of questions wi
 preferred) and < 0, mean diff, mean shift, mean p(matching) = mean sigmoid(diff); per vector the
 least-squares slope, intercept and R^2 of mean diff against scale, with a warning when it rests on
 fewer than 3 scales or R^2 < 0.5.
+
+How it runs: layers 0..S once per question (they do not depend on the steering), then every
+(question, vector, scale) sequence and the unsteered one through layers S+1..L-1 together, in
+batches that keep memory bounded, on --threads threads; the final norm and only the two scored rows
+of the LM head at the last position. The numbers do not depend on --threads or the batching.
 `;
 
 const OPTIONS: Options = {
@@ -56,6 +67,8 @@ const OPTIONS: Options = {
   vectors: { type: "string", multiple: true },
   scales: { type: "string" },
   layer: { type: "string" },
+  threads: { type: "string" },
+  weights: { type: "string" },
   json: { type: "boolean" },
   out: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -108,6 +121,8 @@ export async function evalAb(argv: string[]): Promise<number> {
   if (f.layer !== undefined && !vectorArgs.length) throw new UsageError("--layer needs --vectors");
   if (f.system !== undefined && !f.chat) throw new UsageError("--system needs --chat");
   checkJsonOut(f.out as string | undefined);
+  const threads = threadsFlag(f, log);
+  const weights = weightsFlag(f);
   const chat = !!f.chat;
   const answerPrefix = f["answer-prefix"] === undefined ? undefined : unescapeFlagText(String(f["answer-prefix"]));
 
@@ -135,12 +150,26 @@ export async function evalAb(argv: string[]): Promise<number> {
   if (doubled.length) warn(`--answer-prefix ${JSON.stringify(answerPrefix)} adds a second "Answer:" to ${doubled.length} question(s) that already end in one (first: ${doubled[0].where})`);
   const S = vectors.length ? steeringLayer(f, L, vectors) : -1;
 
-  const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { head: true });
-  prompts.forEach((p) => model.checkTokens(p.tokens.concat([p.matchingId, p.otherId]), p.item.where));
-  const decoder = new SteeredDecoder(model, Math.max(...prompts.map((p) => p.tokens.length)));
+  const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
+  try {
+    prompts.forEach((p) => checkTokens(ckpt.config, p.tokens.concat([p.matchingId, p.otherId]), p.item.where));
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
+  const rt = await createNodeRuntime();
+  const gemm = await createParallelGemm(rt, threads);
+  let model: ForwardModel;
+  try {
+    model = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm, log, weights, scoredTokens: prompts.flatMap((p) => [p.matchingId, p.otherId]) });
+  } catch (e) {
+    await gemm.close();
+    ckpt.close();
+    throw e;
+  }
   log(
     `jacsteer: ${ckpt.name}: ${chosen.description}; prompts of ${Math.min(...prompts.map((p) => p.tokens.length))}..${Math.max(...prompts.map((p) => p.tokens.length))} tokens` +
-      `${chat ? " (chat template)" : ""}; ${vectors.length ? `${vectors.length} vector(s) x ${scales!.length} scale(s) at layer ${S}` : "unsteered only"}; kernels ${rt.build}`,
+      `${chat ? " (chat template)" : ""}; ${vectors.length ? `${vectors.length} vector(s) x ${scales!.length} scale(s) at layer ${S}` : "unsteered only"}; threads ${threads}; kernels ${rt.build}`,
   );
   // What is computed, shown on the first item: the exact prompt and the two tokens compared.
   const p0 = prompts[0];
@@ -153,18 +182,26 @@ export async function evalAb(argv: string[]): Promise<number> {
   };
   log(`jacsteer: first item (${p0.item.where}): prompt ${JSON.stringify(firstItem.prompt)} (${p0.tokens.length} tokens)`);
   log(`jacsteer: first item: scores logit(${describeToken(tok, p0.matchingId)}) - logit(${describeToken(tok, p0.otherId)}) at its last position (matching minus other)`);
-  let lastLog = performance.now();
-  const rows = evaluateAb(decoder, prompts, {
-    layer: S,
-    vectors,
-    scales: scales ?? [],
-    onQuestion: (done, total) => {
-      if (done === total || performance.now() - lastLog > 2000) {
-        log(`jacsteer: ${done}/${total} questions`);
-        lastLog = performance.now();
-      }
-    },
-  });
+  const evalStart = performance.now();
+  let lastLog = evalStart;
+  let rows;
+  try {
+    rows = await evaluateAbBatched(model, prompts, {
+      layer: S,
+      vectors,
+      scales: scales ?? [],
+      onQuestion: (done, total) => {
+        if (done === total || performance.now() - lastLog > 2000) {
+          // every question costs about the same (the same sequences), so the rate so far predicts the rest
+          const elapsed = (performance.now() - evalStart) / 1000;
+          log(`jacsteer: ${done}/${total} questions, ${elapsed.toFixed(0)} s${done < total ? `, about ${((elapsed * (total - done)) / done).toFixed(0)} s left` : ""}`);
+          lastLog = performance.now();
+        }
+      },
+    });
+  } finally {
+    await model.close();
+  }
   const summary = summarizeAb(rows);
   for (const l of summary.linearity) if (l.fit_warning) warn(`vector ${l.vector_index} (${l.vector}): ${l.fit_warning}`);
   const seconds = (performance.now() - started) / 1000;
@@ -200,13 +237,15 @@ export async function evalAb(argv: string[]): Promise<number> {
       ...summary,
       warnings: warnings(),
       seconds,
+      threads,
+      weights: model.weightPlan.mode,
       kernels: rt.build,
       out: f.out ?? null,
     };
     process.stdout.write(JSON.stringify(out, null, 2) + "\n");
   } else {
     process.stdout.write(table(summary));
-    log(`jacsteer: ${rows.length} forward passes in ${seconds.toFixed(2)} s`);
+    log(`jacsteer: ${rows.length} sequences scored in ${seconds.toFixed(2)} s`);
   }
   return 0;
 }

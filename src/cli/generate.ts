@@ -1,17 +1,25 @@
 // `jacsteer generate`: steered text generation with a KV cache (CONTRACT.md section 1's steering:
 // scale * vector added to the output of layer S at every position, prompt and generated).
-// Each (vector, scale, prompt) combination generates in turn; text streams to stdout under a label.
+// Every (vector, scale, prompt) combination is decoded together as one batch on the engine's forward
+// (src/generation/batched.ts); the first combination's text streams to stdout under its label as it
+// is generated, the others' follow under theirs when the batch is done.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { intFlag, numberFlag, parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { defaultLayers, defaultModelDir, loadModel, log, resolvePrompts, warn, PROMPT_OPTIONS, promptFlags } from "./session.js";
+import { defaultLayers, defaultModelDir, log, resolvePrompts, warn, PROMPT_OPTIONS, promptFlags } from "./session.js";
 import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError } from "../io/vector-file.js";
 import { openSafetensorsFile } from "../node/safetensors-file.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
 import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
-import { SteeredDecoder } from "../generation/decoder.js";
-import { generateTokens, parseScaleList, TextStream } from "../generation/generate.js";
+import { parseScaleList, TextStream } from "../generation/generate.js";
+import { generateBatched } from "../generation/batched.js";
+import { checkTokens } from "../model/qwen3.js";
+import { ForwardModel } from "../engine/forward.js";
+import { createNodeRuntime } from "../node/runtime.js";
+import { createParallelGemm } from "../node/thread-pool.js";
+import { threadsFlag } from "./threads.js";
+import { weightsFlag } from "./weights-flag.js";
 import type { TextTokenizer } from "../tokenizer/index.js";
 
 export const GENERATE_HELP = `jacsteer generate: text generation with steering vectors added at layer S (every position)
@@ -30,11 +38,20 @@ export const GENERATE_HELP = `jacsteer generate: text generation with steering v
   --seed N                 sampling seed (default 0); every combination restarts the same stream, so
                            combinations differ only through their steering
   --ignore-eos             do not stop at the tokenizer's end-of-sequence tokens
+  --threads N              worker threads (default: all cores; more than the cores is capped, with a line)
+  --weights MODE           the layers' weights, kept in their stored dtype (BF16 stays BF16):
+                             resident  read once and kept
+                             stream    read from the checkpoint every step, once for the whole batch
+                             auto      resident when they fit 2 GiB, else stream (default; printed)
   --json                   print [{vector, scale, prompt, tokens, text, ...}] on stdout instead of streaming
                            (tokens: the new ids, an end-of-sequence id included; text: without it)
 
 Text is decoded with the checkpoint's tokenizer.json; a checkpoint without one prints token ids
 (and "text": null with --json). Progress and timings go to stderr.
+
+How it runs: all combinations are decoded together, one batch with a KV cache per sequence: each step
+is one matrix product per projection over every sequence's new token, on --threads threads. Tokens
+do not depend on --threads; each combination samples from its own stream of --seed.
 `;
 
 const OPTIONS: Options = {
@@ -47,6 +64,8 @@ const OPTIONS: Options = {
   "top-p": { type: "string" },
   seed: { type: "string" },
   "ignore-eos": { type: "boolean" },
+  threads: { type: "string" },
+  weights: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 };
@@ -164,6 +183,8 @@ export async function generate(argv: string[]): Promise<number> {
   if (vectorArgs.length && !scales) throw new UsageError("--vectors needs --scales (e.g. --scales -10,-5,0,5,10)");
   if (scales && !vectorArgs.length) throw new UsageError("--scales needs --vectors");
   if (f.layer !== undefined && !vectorArgs.length) throw new UsageError("--layer needs --vectors");
+  const threads = threadsFlag(f, log);
+  const weights = weightsFlag(f);
 
   const started = performance.now();
   // Check everything against the config before loading weights.
@@ -186,17 +207,23 @@ export async function generate(argv: string[]): Promise<number> {
   const S = vectors.length ? steeringLayer(f, L, vectors) : -1;
   if (scales && !scales.includes(0)) warn(`--scales ${scales.join(",")} has no 0: there is no unsteered generation to compare the steered ones with (add 0, e.g. --scales ${[...scales, 0].sort((a, b) => a - b).join(",")})`);
 
-  const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { head: true });
-  prompts.forEach((p, i) => model.checkTokens(p, prompts.length > 1 ? `prompt ${i}` : "prompt"));
+  const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
+  const config = ckpt.config;
+  try {
+    prompts.forEach((p, i) => checkTokens(config, p, prompts.length > 1 ? `prompt ${i}` : "prompt"));
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
   const capacity = Math.max(...prompts.map((p) => p.length)) + maxNewTokens;
-  if (capacity > model.config.maxPositionEmbeddings) log(`jacsteer: note: up to ${capacity} positions, beyond the model's max_position_embeddings ${model.config.maxPositionEmbeddings}`);
-  const decoder = new SteeredDecoder(model, capacity);
+  if (capacity > config.maxPositionEmbeddings) log(`jacsteer: note: up to ${capacity} positions, beyond the model's max_position_embeddings ${config.maxPositionEmbeddings}`);
   const eosTokenIds = f["ignore-eos"] ? [] : (tok?.eosTokenIds ?? []);
   const eos = new Set(eosTokenIds);
+  const rt = await createNodeRuntime();
   log(
     `jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; ${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; ` +
       `${vectors.length ? `${vectors.length} vector(s) x ${scales!.length} scale(s) at layer ${S}` : "unsteered"}; ` +
-      `${temperature === 0 ? "greedy" : `temperature ${temperature}, top-p ${topP}, seed ${seed}`}; up to ${maxNewTokens} new tokens; kernels ${rt.build}`,
+      `${temperature === 0 ? "greedy" : `temperature ${temperature}, top-p ${topP}, seed ${seed}`}; up to ${maxNewTokens} new tokens; threads ${threads}; kernels ${rt.build}`,
   );
 
   const combos: Combination[] = [];
@@ -205,28 +232,47 @@ export async function generate(argv: string[]): Promise<number> {
   } else {
     for (let p = 0; p < prompts.length; p++) combos.push({ vector: null, scale: null, prompt: p });
   }
-
-  const results: object[] = [];
-  const stream = !f.json;
-  for (const c of combos) {
+  const labels = combos.map((c) => {
     const promptPart = prompts.length > 1 ? `${c.vector ? ", " : " "}prompt ${c.prompt}` : "";
-    const label = c.vector ? `vector ${c.vector.index} (${c.vector.label}) scale ${c.scale}${promptPart}` : `unsteered${promptPart}`;
-    decoder.setSteering(c.vector ? { layer: S, vector: c.vector.vector.map((x) => x * c.scale!) } : null);
-    const text = tok ? new TextStream((ids) => tok!.decode(ids)) : null;
-    if (stream) process.stdout.write(`=== ${label} ===\n`);
-    const t0 = performance.now();
-    const res = generateTokens(decoder, prompts[c.prompt], {
-      maxNewTokens,
-      temperature,
-      topP,
-      seed,
-      eosTokenIds,
-      // The end-of-sequence token ends the text; it is not part of it (it stays in "tokens").
-      onToken: stream ? (id, step) => process.stdout.write(eos.has(id) ? "" : text ? text.push(id) : `${step ? " " : ""}${id}`) : undefined,
-    });
-    if (stream) process.stdout.write((text ? text.flush() : "") + "\n\n");
-    const secs = (performance.now() - t0) / 1000;
-    log(`jacsteer: ${label}: ${res.tokens.length} tokens (${res.stop === "eos" ? "end of sequence" : "length limit"}), ${(res.tokens.length / secs).toFixed(1)} tokens/s`);
+    return c.vector ? `vector ${c.vector.index} (${c.vector.label}) scale ${c.scale}${promptPart}` : `unsteered${promptPart}`;
+  });
+
+  const stream = !f.json;
+  const texts = combos.map(() => (tok ? new TextStream((ids) => tok!.decode(ids)) : null));
+  // The end-of-sequence token ends the text; it is not part of it (it stays in "tokens").
+  const piece = (i: number, id: number, step: number) => (eos.has(id) ? "" : texts[i] ? texts[i]!.push(id) : `${step ? " " : ""}${id}`);
+  const gemm = await createParallelGemm(rt, threads);
+  const t0 = performance.now();
+  let res;
+  try {
+    const model = await ForwardModel.create(rt, config, ckpt.tensors, { gemm, log, weights, fullHead: true });
+    const tLoad = performance.now();
+    if (stream) process.stdout.write(`=== ${labels[0]} ===\n`);
+    res = await generateBatched(
+      model,
+      combos.map((c) => ({ prompt: prompts[c.prompt], steer: c.vector ? c.vector.vector.map((x) => x * c.scale!) : null })),
+      { maxNewTokens, temperature, topP, seed, layer: S, eosTokenIds, onToken: stream ? (i, id, step) => i === 0 && process.stdout.write(piece(0, id, step)) : undefined },
+    );
+    const secs = (performance.now() - tLoad) / 1000;
+    const total = res.reduce((a, r) => a + r.tokens.length, 0);
+    log(`jacsteer: ${combos.length} sequence(s) decoded together: ${total} tokens in ${secs.toFixed(2)} s, ${(total / secs).toFixed(1)} tokens/s (load ${((tLoad - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  } finally {
+    await gemm.close();
+  }
+  const results: object[] = [];
+  combos.forEach((c, i) => {
+    const r = res[i]!;
+    if (stream) {
+      if (i > 0) {
+        process.stdout.write(`=== ${labels[i]} ===\n`);
+        r.tokens.forEach((id, step) => process.stdout.write(piece(i, id, step)));
+      }
+      process.stdout.write((texts[i] ? texts[i]!.flush() : "") + "\n\n");
+    }
+    log(`jacsteer: ${labels[i]}: ${r.tokens.length} tokens (${r.stop === "eos" ? "end of sequence" : "length limit"})`);
     results.push({
       vector: c.vector?.label ?? null,
       vector_index: c.vector?.index ?? null,
@@ -234,12 +280,12 @@ export async function generate(argv: string[]): Promise<number> {
       layer: c.vector ? S : null,
       prompt: c.prompt,
       prompt_tokens: prompts[c.prompt],
-      tokens: res.tokens,
+      tokens: r.tokens,
       prompt_text: tok ? tok.decode(prompts[c.prompt]) : null,
-      text: tok ? tok.decode(res.stop === "eos" ? res.tokens.slice(0, -1) : res.tokens) : null,
-      stop: res.stop,
+      text: tok ? tok.decode(r.stop === "eos" ? r.tokens.slice(0, -1) : r.tokens) : null,
+      stop: r.stop,
     });
-  }
+  });
   ckpt.close();
   if (f.json) process.stdout.write(JSON.stringify(results, null, 2) + "\n");
   log(`jacsteer: ${combos.length} generation(s) in ${((performance.now() - started) / 1000).toFixed(2)} s`);

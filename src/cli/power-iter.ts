@@ -9,7 +9,7 @@ import { describePositions, describePositionWeights, positionsFromFlags } from "
 import { blockPowerIterationAsync } from "../solvers/block-power.js";
 import { blockLanczosAsync } from "../solvers/block-lanczos.js";
 import type { BlockOperator, Progress, SolveResult } from "../solvers/common.js";
-import { SteeringEngine, type WeightMode } from "../engine/steering-engine.js";
+import { SteeringEngine } from "../engine/steering-engine.js";
 import { createParallelGemm } from "../node/thread-pool.js";
 import { createNodeRuntime } from "../node/runtime.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
@@ -26,6 +26,7 @@ import { verifyVectorSets } from "../verify/verify.js";
 import { emitReport, readVectorSet, verifyOptionsFrom } from "./verify.js";
 import { LONG_RUN_OPTIONS, LongRun, runIdentity, stateFlags } from "./long-run.js";
 import { threadsFlag } from "./threads.js";
+import { weightsFlag } from "./weights-flag.js";
 
 export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(layer-T output at the last K positions)/d(steering vector at layer S)
 
@@ -92,7 +93,6 @@ const OPTIONS: Options = {
 };
 
 const METHODS = ["lanczos", "power", "jvp", "double-vjp"] as const;
-const WEIGHT_MODES = ["auto", "resident", "stream"] as const;
 type Method = (typeof METHODS)[number];
 
 export async function powerIter(argv: string[]): Promise<number> {
@@ -104,8 +104,7 @@ export async function powerIter(argv: string[]): Promise<number> {
   const method = ((f.method as string | undefined) ?? "lanczos") as Method;
   if (!METHODS.includes(method)) throw new UsageError(`--method ${method}: expected one of ${METHODS.join(", ")}`);
   const batched = method === "lanczos" || method === "power";
-  const weights = ((f.weights as string | undefined) ?? "auto") as WeightMode;
-  if (!WEIGHT_MODES.includes(weights)) throw new UsageError(`--weights ${weights}: expected one of ${WEIGHT_MODES.join(", ")}`);
+  const weights = weightsFlag(f);
   if (f.weights !== undefined && !batched) throw new UsageError(`--weights applies to --method lanczos and power; the ${method} reference keeps layers 0..T resident`);
   let K = positionsFromFlags(
     { positions: f.positions as string | undefined, positionList: f["position-list"] as string | undefined, positionWeights: f["position-weights"] as string | undefined, allPositions: !!f["all-positions"] },

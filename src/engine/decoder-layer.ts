@@ -52,8 +52,20 @@ export interface PromptRows {
   row: number;
   /** Tokens. */
   T: number;
-  /** First float of this prompt's [H, T, T] attention probabilities. */
+  /** First float of this prompt's [H, T, past + T] attention probabilities. */
   probs: number;
+  /**
+   * Decoding with a KV cache (layerForward's `kv`): positions of this sequence already cached (its
+   * rows are positions past..past+T-1; default 0), and the sequence's first row in the caches.
+   */
+  past?: number;
+  cacheRow?: number;
+}
+
+/** One layer's key and value caches, [rows, kvDim] each: sequence p's positions from row p.cacheRow. */
+export interface LayerKv {
+  k: number;
+  v: number;
 }
 
 /** Rows of one (prompt, vector) pair in a batch buffer [R, .]. */
@@ -123,15 +135,43 @@ export function allocSavedLayer(rt: Runtime, dims: LayerDims, rows: number, prob
   };
 }
 
+/**
+ * A SavedLayer for a forward that keeps nothing for derivatives (the experiments' forward,
+ * forward.ts): layerForward runs unchanged on it, with q and k normalised and rotated in place
+ * (qRot = qRaw, kRot = kRaw: both kernels allow it), so one layer of `rows` rows takes
+ * forwardLayerFloats floats. hIn is the caller's hidden state (layerForward may write its output there).
+ */
+export function allocForwardLayer(rt: Runtime, dims: LayerDims, rows: number, probFloats: number, hIn: number): SavedLayer {
+  const a = (n: number) => rt.heap.allocF32(n);
+  const { d, I, H, KV, qDim, kvDim } = dims;
+  const q = a(rows * qDim), k = a(rows * kvDim);
+  return {
+    hIn, rstd1: a(rows), qRaw: q, qRstd: a(rows * H), qRot: q, kRaw: k, kRstd: a(rows * KV), kRot: k,
+    v: a(rows * kvDim), probs: a(probFloats), h1: a(rows * d), rstd2: a(rows), gate: a(rows * I), up: a(rows * I),
+  };
+}
+
+/**
+ * Floats allocForwardLayer and layerForward's temporaries take for one sequence of T tokens (its
+ * [H, T, T] attention probabilities included), so callers can size batches to a memory budget.
+ */
+export function forwardLayerFloats(dims: LayerDims, T: number, past = 0): number {
+  const { d, I, H, KV, qDim, kvDim } = dims;
+  const perRow = 2 + H + KV + qDim + 2 * kvDim + d + 2 * I + /* temporaries xn, att, mlp */ d + qDim + I;
+  return T * perRow + H * T * (past + T);
+}
+
 function jobs(a: number, m: number, list: Array<[keyof LayerMatrices, number, boolean?]>, mats: LayerMatrices): GemmJob[] {
   return list.map(([p, c, accumulate]) => ({ a, m, packed: mats[p], pack: mats[p].pack, c, accumulate: accumulate ?? false }));
 }
 
 /**
  * Forward of layer w on the stacked prompts: reads s.hIn, fills the rest of s, writes hOut (may
- * alias s.hIn). Temporaries live in a heap scope of this call.
+ * alias s.hIn). Temporaries live in a heap scope of this call. With `kv` (decoding), each prompt's
+ * rows are its positions past..past+T-1: their keys and values are appended to the caches and their
+ * queries attend over every cached position (the rope tables must cover past + T positions).
  */
-export async function layerForward(c: LayerContext, w: EngineLayer, s: SavedLayer, hOut: number): Promise<void> {
+export async function layerForward(c: LayerContext, w: EngineLayer, s: SavedLayer, hOut: number, kv?: LayerKv): Promise<void> {
   const { rt, dims, rows: R } = c;
   const { d, I, H, KV, hd, qDim, eps, scale } = dims;
   const k = rt.k;
@@ -141,22 +181,50 @@ export async function layerForward(c: LayerContext, w: EngineLayer, s: SavedLaye
     const xn = heap.allocF32(R * d);
     const att = heap.allocF32(R * qDim);
     const mlp = heap.allocF32(R * I);
-    k.rmsnormForward(s.hIn, w.norms.input, xn, s.rstd1, R, d, eps);
+    // The per-row work runs per prompt, each prompt's rows whole on one thread (so the thread count
+    // cannot change the result): many stacked sequences (the experiments' batches) spread over the
+    // threads; a few short prompts stay on this thread (runTasks' cost threshold).
+    const perPrompt = (cost: number, task: (p: PromptRows) => KernelTask) => c.gemm.runTasks(c.prompts.map(task), cost);
+    const rowCost = ROW_OP_COST * R * d;
+    await perPrompt(rowCost, (p) => [["rmsnormForward", s.hIn + 4 * p.row * d, w.norms.input, xn + 4 * p.row * d, s.rstd1 + 4 * p.row, p.T, d, eps]]);
     await c.gemm.run(jobs(xn, R, [["q", s.qRaw], ["k", s.kRaw], ["v", s.v]], w.fwd));
-    k.rmsnormForward(s.qRaw, w.norms.q, s.qRot, s.qRstd, R * H, hd, eps);
-    k.rmsnormForward(s.kRaw, w.norms.k, s.kRot, s.kRstd, R * KV, hd, eps);
-    for (const p of c.prompts) {
-      const qo = 4 * p.row * qDim, ko = 4 * p.row * dims.kvDim;
-      k.ropeForward(s.qRot + qo, s.qRot + qo, c.cos, c.sin, p.T, H, hd);
-      k.ropeForward(s.kRot + ko, s.kRot + ko, c.cos, c.sin, p.T, KV, hd);
-      k.attentionForward(s.qRot + qo, s.kRot + ko, s.v + ko, att + qo, s.probs + 4 * p.probs, p.T, p.T, H, KV, hd, scale);
-    }
-    k.copy(s.h1, s.hIn, R * d);
+    let attnCost = rowCost;
+    for (const p of c.prompts) attnCost += attentionCost(dims, p.T, p.past ?? 0);
+    await perPrompt(attnCost, (p) => {
+      const qo = 4 * p.row * qDim, ko = 4 * p.row * dims.kvDim, ho = 4 * p.row * d;
+      const past = p.past ?? 0, table = 4 * past * (hd / 2);
+      const qkv: KernelTask = [
+        ["rmsnormForward", s.qRaw + qo, w.norms.q, s.qRot + qo, s.qRstd + 4 * p.row * H, p.T * H, hd, eps],
+        ["rmsnormForward", s.kRaw + ko, w.norms.k, s.kRot + ko, s.kRstd + 4 * p.row * KV, p.T * KV, hd, eps],
+        ["ropeForward", s.qRot + qo, s.qRot + qo, c.cos + table, c.sin + table, p.T, H, hd],
+        ["ropeForward", s.kRot + ko, s.kRot + ko, c.cos + table, c.sin + table, p.T, KV, hd],
+      ];
+      let attend: KernelTask;
+      if (kv) {
+        // append this step's keys and values; the queries attend over all past + T positions
+        const c0 = 4 * (p.cacheRow ?? 0) * dims.kvDim, cNew = c0 + 4 * past * dims.kvDim;
+        attend = [
+          ["copy", kv.k + cNew, s.kRot + ko, p.T * dims.kvDim],
+          ["copy", kv.v + cNew, s.v + ko, p.T * dims.kvDim],
+          ["attentionForward", s.qRot + qo, kv.k + c0, kv.v + c0, att + qo, s.probs + 4 * p.probs, p.T, past + p.T, H, KV, hd, scale],
+        ];
+      } else {
+        attend = [["attentionForward", s.qRot + qo, s.kRot + ko, s.v + ko, att + qo, s.probs + 4 * p.probs, p.T, p.T, H, KV, hd, scale]];
+      }
+      // then the residual the o_proj product accumulates onto
+      return [...qkv, ...attend, ["copy", s.h1 + ho, s.hIn + ho, p.T * d]];
+    });
     await c.gemm.run(jobs(att, R, [["o", s.h1, true]], w.fwd));
-    k.rmsnormForward(s.h1, w.norms.post, xn, s.rstd2, R, d, eps);
+    await perPrompt(rowCost, (p) => {
+      const ho = 4 * p.row * d;
+      // then the residual the down_proj product accumulates onto (hOut may alias hIn, read above)
+      return [["rmsnormForward", s.h1 + ho, w.norms.post, xn + ho, s.rstd2 + 4 * p.row, p.T, d, eps], ["copy", hOut + ho, s.h1 + ho, p.T * d]];
+    });
     await c.gemm.run(jobs(xn, R, [["gate", s.gate], ["up", s.up]], w.fwd));
-    k.siluMulForward(s.gate, s.up, mlp, R * I);
-    k.copy(hOut, s.h1, R * d);
+    await perPrompt(SILU_COST * R * I, (p) => {
+      const o = 4 * p.row * I;
+      return [["siluMulForward", s.gate + o, s.up + o, mlp + o, p.T * I]];
+    });
     await c.gemm.run(jobs(mlp, R, [["down", hOut, true]], w.fwd));
   } finally {
     heap.release(mark);
@@ -190,8 +258,8 @@ export function allocBatchBuffers(c: LayerContext, R: number, segments: number):
 // GFLOP/s), so that only dispatches worth a worker round trip (~70 us) are split over threads.
 const ROW_OP_COST = 50;
 const SILU_COST = 100;
-function attentionCost(d: LayerDims, T: number): number {
-  return 8 * d.H * T * T * d.hd + ROW_OP_COST * T * (d.qDim + d.kvDim);
+function attentionCost(d: LayerDims, T: number, past = 0): number {
+  return 8 * d.H * T * (past + T) * d.hd + ROW_OP_COST * T * (d.qDim + d.kvDim);
 }
 
 /**

@@ -91,7 +91,7 @@ function readTensorInto(rt: Runtime, src: TensorSource, name: string, shape: rea
 }
 
 /** A small f32 vector tensor, allocated on rt.heap. */
-function loadVector(rt: Runtime, src: TensorSource, name: string, n: number): number {
+export function loadVector(rt: Runtime, src: TensorSource, name: string, n: number): number {
   const ptr = rt.heap.allocF32(n);
   readTensorInto(rt, src, name, [n], ptr);
   return ptr;
@@ -109,12 +109,12 @@ export function loadLayerNorms(rt: Runtime, cfg: Qwen3Config, src: TensorSource,
 }
 
 /**
- * Embedding rows of `tokens` into dst ([tokens.length, d]). Reads only those rows when the source can
+ * Embedding rows of `tokens` into dst ([tokens.length, d]) (or rows of another [vocab, d] matrix:
+ * `name`, e.g. the LM head's rows of the scored tokens). Reads only those rows when the source can
  * (RowReadableTensorSource); otherwise loads the whole matrix at the top of rt.heap, copies the rows
  * and releases it (call this before allocating anything that must outlive it).
  */
-export function readEmbeddingRows(rt: Runtime, cfg: Qwen3Config, src: TensorSource, tokens: readonly number[], dst: number): void {
-  const name = "model.embed_tokens.weight";
+export function readEmbeddingRows(rt: Runtime, cfg: Qwen3Config, src: TensorSource, tokens: readonly number[], dst: number, name = "model.embed_tokens.weight"): void {
   const d = cfg.hiddenSize;
   checkShape(src, name, [cfg.vocabSize, d]);
   if (canReadRows(src)) {

@@ -74,7 +74,7 @@ export interface WeightPlan {
 }
 
 const GiB = 2 ** 30;
-const fmtGiB = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`);
+export const fmtGiB = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`);
 
 export class SteeringEngine {
   /** Length of sv (hidden size). */
@@ -503,20 +503,37 @@ interface KeptLayer {
  * Resident or streamed, and the memory of each. Refuses (WeightError, one line naming --weights) what
  * cannot fit the 4 GiB wasm32 memory, before anything is loaded.
  */
-export function planWeights(config: Qwen3Config, source: TensorSource, site: SteeringSite, opts: SteeringEngineOptions): WeightPlan {
-  const S = site.sourceLayer, Tl = site.targetLayer;
-  const residentBytes = Tl > S ? layerStreamBytes(config, source, S + 1, Tl, Math.max(2, Tl - S)) : 0;
-  const streamBytes = layerStreamBytes(config, source, 0, Tl);
+export function planWeights(config: Qwen3Config, source: TensorSource, site: Pick<SteeringSite, "sourceLayer" | "targetLayer">, opts: SteeringEngineOptions): WeightPlan {
+  return planLayerWeights(config, source, site.sourceLayer + 1, site.targetLayer, opts);
+}
+
+/**
+ * The same choice for any kept range: layers first..last resident (one slot each, read once) or
+ * streamed (two slots every pass reads through), with layers 0..first-1 run once through two slots of
+ * their own when resident. The steering engine keeps S+1..T; the forward of the experiments
+ * (forward.ts) keeps 0..L-1.
+ */
+export function planLayerWeights(
+  config: Qwen3Config,
+  source: TensorSource,
+  first: number,
+  last: number,
+  opts: Pick<SteeringEngineOptions, "weights" | "residentBudgetBytes"> & { extra?: { bytes: number; what: string } },
+): WeightPlan {
+  const residentBytes = last >= first ? layerStreamBytes(config, source, first, last, Math.max(2, last - first + 1)) : 0;
+  const streamBytes = layerStreamBytes(config, source, 0, last);
   const want = opts.weights ?? "auto";
   const budget = opts.residentBudgetBytes ?? DEFAULT_RESIDENT_BUDGET;
-  const mode = want === "auto" ? (residentBytes <= budget ? "resident" : "stream") : want;
-  // Resident loads also need two slots for layers 0..S during the load.
-  const need = mode === "resident" ? residentBytes + layerStreamBytes(config, source, 0, S) : streamBytes;
+  // Weights kept beside the layers whatever the mode (generation's whole LM head) count against both.
+  const extra = opts.extra?.bytes ?? 0;
+  const plus = opts.extra ? ` and ${fmtGiB(extra)} for ${opts.extra.what}` : "";
+  const mode = want === "auto" ? (residentBytes + extra <= budget ? "resident" : "stream") : want;
+  const need = (mode === "resident" ? residentBytes + (first > 0 ? layerStreamBytes(config, source, 0, first - 1) : 0) : streamBytes) + extra;
   if (need > MAX_WEIGHT_BYTES) {
     throw new WeightError(
       mode === "resident"
-        ? `model too large for memory: layers ${S + 1}..${Tl} resident need ${fmtGiB(residentBytes)}, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB); use --weights stream (or leave --weights at auto)`
-        : `model too large for memory: streaming needs ${fmtGiB(streamBytes)} for two layers of stored weights and one layer's packed panels, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB)`,
+        ? `model too large for memory: layers ${first}..${last} resident need ${fmtGiB(residentBytes)}${plus}, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB); use --weights stream (or leave --weights at auto)`
+        : `model too large for memory: streaming needs ${fmtGiB(streamBytes)} for two layers of stored weights and one layer's packed panels${plus}, more than the ${fmtGiB(MAX_WEIGHT_BYTES)} jacsteer allows for weights in one wasm32 memory (4 GiB)`,
     );
   }
   return { mode, residentBytes, streamBytes };

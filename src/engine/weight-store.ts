@@ -46,6 +46,31 @@ const PACK_BT = 0, PACK_B = 1;
 const DTYPE_CODE: Record<string, number> = { F32: 0, BF16: 1, F16: 2 };
 const DTYPE_BYTES = [4, 2, 2];
 
+/**
+ * A whole tensor in its stored dtype (f32 where the source cannot hand over stored bytes): its
+ * assembly/matmul.ts dtype code and byte size, for readStored.
+ */
+export function storedLayout(src: TensorSource, name: string): { dtype: number; bytes: number; elements: number } {
+  const elements = src.shape(name).reduce((a, b) => a * b, 1);
+  let dtype = 0;
+  if (canStream(src)) {
+    const dt = src.dtype(name);
+    const code = DTYPE_CODE[dt];
+    if (code === undefined) throw new WeightError(`tensor "${name}" in ${src.describe(name)} has dtype ${dt}; jacsteer reads F32, BF16 and F16`);
+    dtype = code;
+  }
+  return { dtype, bytes: elements * DTYPE_BYTES[dtype]!, elements };
+}
+
+/** Read tensor `name` as stored into wasm memory at ptr (storedLayout(src, name).bytes), checked for NaN/Inf. */
+export async function readStored(rt: Runtime, src: TensorSource, name: string, ptr: number): Promise<void> {
+  const { dtype, bytes, elements } = storedLayout(src, name);
+  if (canStream(src)) await src.readRaw(name, new Uint8Array(rt.memory.buffer, ptr, bytes));
+  else src.readF32(name, rt.heap.f32(ptr, elements));
+  const bad = rt.k.firstNonFinite(ptr, dtype, elements) as number;
+  if (bad >= 0) throw new WeightError(`tensor "${name}" in ${src.describe(name)} has a non-finite value at flat index ${bad}`);
+}
+
 /** Where each projection of a staged layer sits in its slot, and its dtype code. */
 interface SlotEntry {
   offset: number;

@@ -1,6 +1,7 @@
 // A/B evaluation: the logit difference logit(matching letter) - logit(other letter) at the last
 // prompt position, unsteered and for every (vector, scale), and its summary.
 import type { SteeredDecoder } from "../generation/decoder.js";
+import { chunkByBudget, DEFAULT_ACTIVATION_BUDGET, type ForwardModel } from "../engine/forward.js";
 import { InputError } from "../model/qwen3.js";
 import type { DatasetItem } from "./dataset.js";
 import type { ItemPrompt } from "./prompt.js";
@@ -55,15 +56,39 @@ export interface AbRow {
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
 /**
+ * The rows of one question from its logits (matching, other): unsteered, then per vector and scale
+ * (vectors outer, scales inner; `steered(vi, si)`). Both evaluations below build their rows here.
+ */
+function questionRows(p: AbPrompt, baselineLogits: [number, number], steered: (vi: number, si: number) => [number, number], vectors: readonly AbVector[], scales: readonly number[]): AbRow[] {
+  const base = { question: p.question, matching: p.item.matching, other: p.item.other, matching_id: p.matchingId, other_id: p.otherId };
+  const [bm, bo] = baselineLogits;
+  const baseline = bm - bo;
+  const rows: AbRow[] = [{ ...base, vector: null, vector_index: null, scale: 0, logit_matching: bm, logit_other: bo, diff: baseline, baseline_diff: baseline, shift: 0, p_matching: sigmoid(baseline) }];
+  vectors.forEach((v, vi) => {
+    scales.forEach((scale, si) => {
+      const [m, o] = steered(vi, si);
+      const diff = m - o;
+      rows.push({ ...base, vector: v.label, vector_index: v.index, scale, logit_matching: m, logit_other: o, diff, baseline_diff: baseline, shift: diff - baseline, p_matching: sigmoid(diff) });
+    });
+  });
+  return rows;
+}
+
+export interface AbOptions {
+  /** Layer whose output receives scale * vector. */
+  layer: number;
+  vectors: readonly AbVector[];
+  scales: readonly number[];
+  onQuestion?: (done: number, total: number) => void;
+}
+
+/**
  * Every question unsteered, then under scale * vector added to the output of `layer` for each vector
  * and scale (vectors outer, scales inner). Scale 0 is run like any other scale, not copied from the
- * baseline. Rows come question by question.
+ * baseline. Rows come question by question. One sequence at a time on the autodiff model's decoder:
+ * the reference that evaluateAbBatched is tested against.
  */
-export function evaluateAb(
-  decoder: SteeredDecoder,
-  prompts: readonly AbPrompt[],
-  opts: { layer: number; vectors: readonly AbVector[]; scales: readonly number[]; onQuestion?: (done: number, total: number) => void },
-): AbRow[] {
+export function evaluateAb(decoder: SteeredDecoder, prompts: readonly AbPrompt[], opts: AbOptions): AbRow[] {
   const rows: AbRow[] = [];
   const run = (p: AbPrompt): [number, number] => {
     decoder.reset();
@@ -71,23 +96,88 @@ export function evaluateAb(
     return [logits[p.matchingId], logits[p.otherId]];
   };
   prompts.forEach((p, qi) => {
-    const base = { question: p.question, matching: p.item.matching, other: p.item.other, matching_id: p.matchingId, other_id: p.otherId };
     decoder.setSteering(null);
-    const [bm, bo] = run(p);
-    const baseline = bm - bo;
-    rows.push({ ...base, vector: null, vector_index: null, scale: 0, logit_matching: bm, logit_other: bo, diff: baseline, baseline_diff: baseline, shift: 0, p_matching: sigmoid(baseline) });
-    for (const v of opts.vectors) {
-      for (const scale of opts.scales) {
-        decoder.setSteering({ layer: opts.layer, vector: v.vector.map((x) => x * scale) });
-        const [m, o] = run(p);
-        const diff = m - o;
-        rows.push({ ...base, vector: v.label, vector_index: v.index, scale, logit_matching: m, logit_other: o, diff, baseline_diff: baseline, shift: diff - baseline, p_matching: sigmoid(diff) });
-      }
-    }
+    const baseline = run(p);
+    rows.push(...questionRows(p, baseline, (vi, si) => {
+      decoder.setSteering({ layer: opts.layer, vector: opts.vectors[vi].vector.map((x) => x * opts.scales[si]) });
+      return run(p);
+    }, opts.vectors, opts.scales));
     opts.onQuestion?.(qi + 1, prompts.length);
   });
   decoder.setSteering(null);
   return rows;
+}
+
+/**
+ * The same rows as evaluateAb, on the engine's forward (forward.ts), every sequence of the run
+ * batched: layers 0..layer once per question (they do not depend on the steering), then every
+ * (question, vector, scale) sequence, and the unsteered one, through layers layer+1..L-1 together,
+ * in batches of at most `activationBytes` (default DEFAULT_ACTIVATION_BUDGET); the final norm and
+ * the two scored LM-head rows at the last position only. The model must be made with every layer
+ * and the prompts' matching and other tokens as scored tokens. Results do not depend on the thread
+ * count or the batch size.
+ */
+export async function evaluateAbBatched(model: ForwardModel, prompts: readonly AbPrompt[], opts: AbOptions & { activationBytes?: number }): Promise<AbRow[]> {
+  const L = model.config.numLayers;
+  if (model.numLayers !== L) throw new Error(`evaluateAbBatched: the forward runs ${model.numLayers} of ${L} layers (the logits need all)`);
+  const { vectors, scales } = opts;
+  const steered = vectors.length * scales.length;
+  const S = steered ? opts.layer : L - 1;
+  if (steered && (!Number.isInteger(S) || S < 0 || S >= L)) throw new InputError(`steering layer ${S} outside 0..${L - 1}`);
+  const d = model.config.hiddenSize;
+  const budget = (opts.activationBytes ?? DEFAULT_ACTIVATION_BUDGET) / 4;
+  const cols = prompts.map((p) => [model.column(p.matchingId), model.column(p.otherId)]);
+  const m = model.scoredTokens.length;
+  // logits[q][j]: sequence j of question q (0 unsteered, 1 + vi * scales + si steered).
+  const logits: [number, number][][] = prompts.map(() => []);
+  const rt = model.rt, heap = rt.heap;
+  const mark = heap.mark();
+  try {
+    // scale * v as today's code forms it (f32 products), one [d] row per steered sequence kind.
+    const sv = heap.allocF32(Math.max(1, steered) * d);
+    vectors.forEach((v, vi) => scales.forEach((scale, si) => heap.f32(sv + 4 * (vi * scales.length + si) * d, d).set(v.vector.map((x) => x * scale))));
+    let done = 0;
+    for (const group of chunkByBudget(prompts.map((_, q) => q), (q) => model.sequenceFloats(prompts[q].tokens.length), budget)) {
+      const groupMark = heap.mark();
+      const lengths = group.map((q) => prompts[q].tokens.length);
+      const start: number[] = [];
+      let rows = 0;
+      for (const T of lengths) start.push(rows), (rows += T);
+      // Layers 0..S once per question: h_S of every question of the group.
+      const hS = heap.allocF32(rows * d);
+      group.forEach((q, i) => model.embed(prompts[q].tokens, hS + 4 * start[i] * d));
+      await model.run(hS, lengths, 0, S, { next: S + 1 <= L - 1 ? S + 1 : 0 });
+      const seqs = group.flatMap((q, i) => Array.from({ length: 1 + steered }, (_, j) => ({ q, i, j })));
+      for (const chunk of chunkByBudget(seqs, (s) => model.sequenceFloats(prompts[s.q].tokens.length), budget - rows * d)) {
+        const chunkMark = heap.mark();
+        const lens = chunk.map((s) => lengths[s.i]);
+        const R = lens.reduce((a, b) => a + b, 0);
+        const h = heap.allocF32(R * d);
+        const last: number[] = [];
+        let row = 0;
+        for (const s of chunk) {
+          const T = lengths[s.i];
+          rt.k.copy(h + 4 * row * d, hS + 4 * start[s.i] * d, T * d);
+          if (s.j > 0) model.addToRows(h, row, T, sv + 4 * (s.j - 1) * d);
+          row += T;
+          last.push(row - 1);
+        }
+        await model.run(h, lens, S + 1, L - 1);
+        const out = await model.logitsAt(h, last);
+        chunk.forEach((s, k) => (logits[s.q][s.j] = [out[k * m + cols[s.q][0]], out[k * m + cols[s.q][1]]]));
+        heap.release(chunkMark);
+        // Progress: questions all of whose sequences are done.
+        while (done < prompts.length && logits[done].length === 1 + steered) {
+          done++;
+          opts.onQuestion?.(done, prompts.length);
+        }
+      }
+      heap.release(groupMark);
+    }
+  } finally {
+    heap.release(mark);
+  }
+  return prompts.flatMap((p, q) => questionRows(p, logits[q][0], (vi, si) => logits[q][1 + vi * scales.length + si], vectors, scales));
 }
 
 export interface AbSummaryRow {

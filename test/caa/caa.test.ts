@@ -6,7 +6,9 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { caaVector } from "../../src/caa/caa.js";
+import { caaVector, caaVectorBatched } from "../../src/caa/caa.js";
+import { ForwardModel } from "../../src/engine/forward.js";
+import { createParallelGemm } from "../../src/node/thread-pool.js";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
 import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import { openCheckpoint } from "../../src/node/checkpoint.js";
@@ -72,6 +74,49 @@ describe("caaVector", async () => {
   });
 });
 
+describe("caaVectorBatched (the engine's forward, batched over pairs)", async () => {
+  const ck = writeTempCheckpoint({ ...SMALL_SHAPE, num_hidden_layers: 3 }, { seed: 72, dtype: "BF16" });
+  cleanup.push(() => ck.remove());
+  const { model, ckpt, rt } = await loadTestModel(ck.dir);
+  const ref = loadRefWeights(ckpt.config, ckpt.tensors);
+  const pairs = [
+    { positive: [1, 2, 3, 4], negative: [1, 2, 3, 9], line: 1 },
+    { positive: [7, 7, 8, 20, 21], negative: [7, 7, 30], line: 2 },
+    { positive: [5, 6], negative: [5, 6, 11, 12], line: 3, rows: [1, 3] as [number, number] },
+    { positive: [40, 41, 42, 43, 44, 45, 46], negative: [40, 41, 42, 43, 44, 45, 47], line: 4 },
+  ];
+  const forward = async (threads: number, layers: number) =>
+    ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm: await createParallelGemm(rt, threads, { minParallelFlops: 0 }), layers });
+
+  for (const S of [0, 2]) {
+    it(`layer ${S}: the reference caaVector's vector and median norm (float32 tolerance), the float64 mean; bitwise the same for 1, 2, 3 threads and any batch size`, async () => {
+      const want = caaVector(model, pairs, S, -2);
+      const fm = await forward(1, S + 1);
+      const got = await caaVectorBatched(fm, pairs, S, -2);
+      expect(got.rows).toEqual(want.rows);
+      expect(got.count).toBe(4);
+      expect(maxRelErr(got.vector, want.vector)).toBeLessThan(1e-5);
+      expect(maxRelErr(got.vector, directMean(ref, pairs, S, -2))).toBeLessThan(1e-5);
+      expect(Math.abs(got.medianNorm - want.medianNorm)).toBeLessThan(1e-5 * want.medianNorm);
+      for (const bytes of [1, 3 * fm.sequenceFloats(5) * 4]) expect(await caaVectorBatched(fm, pairs, S, -2, bytes)).toEqual(got);
+      await fm.close();
+      for (const t of [2, 3]) {
+        const fmt = await forward(t, S + 1);
+        expect(fmt.threads).toBe(t);
+        expect(await caaVectorBatched(fmt, pairs, S, -2, 2 * fmt.sequenceFloats(5) * 4)).toEqual(got);
+        await fmt.close();
+      }
+    });
+  }
+
+  it("the same messages as the reference for bad positions; a layer past the forward's is refused", async () => {
+    const fm = await forward(1, 2);
+    await expect(caaVectorBatched(fm, pairs, 1, 4)).rejects.toThrow(/--answer-position 4 is out of range for the positive completion of line 1 \(4 tokens/);
+    await expect(caaVectorBatched(fm, pairs, 2, -1)).rejects.toThrow(/runs layers 0\.\.1, not 2/);
+    await expect(caaVectorBatched(fm, [{ positive: [1, 999], negative: [1, 2], line: 7 }], 1)).rejects.toThrow(/line 7 \(positive\): token id 999 is outside the vocabulary/);
+  });
+});
+
 describe("jacsteer caa", () => {
   // The bundled tiny model (models/tiny: byte-level vocabulary, chat template), the default --model.
   const tiny = { dir: join(process.cwd(), "models", "tiny") };
@@ -108,6 +153,21 @@ describe("jacsteer caa", () => {
     ckpt.close();
     expect(maxRelErr(file.vectors[0], expected)).toBeLessThan(1e-5);
     expect(Math.abs(s.raw_norm - Math.hypot(...expected)) / s.raw_norm).toBeLessThan(1e-5);
+  });
+
+  it("--threads and --weights: the same vector bitwise (1 thread resident, 2 threads streamed); the summary says which ran", () => {
+    const dir = tempDir();
+    const run = (extra: string[], name: string) => {
+      const out = join(dir, name);
+      const r = jacsteer(["caa", "--pairs", examples, "--source-layer", "2", "--out", out, "--json", ...extra]);
+      expect(r.code, r.stderr).toBe(0);
+      return { s: JSON.parse(r.stdout), v: decodeVectorFile(openSafetensorsFile(out), out).vectors[0] };
+    };
+    const a = run(["--threads", "1", "--weights", "resident"], "a.safetensors");
+    const b = run(["--threads", "2", "--weights", "stream"], "b.safetensors");
+    expect(b.v).toEqual(a.v);
+    expect([a.s.threads, a.s.weights, b.s.threads, b.s.weights]).toEqual([1, "resident", 2, "stream"]);
+    expectInputError(["caa", "--pairs", examples, "--weights", "ram"], /--weights ram: expected one of auto, resident, stream/);
   });
 
   it("--normalize writes a unit vector in the same direction; --chat and --answer-position change what is read", () => {

@@ -4,7 +4,9 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { parseDataset } from "../../src/evaluation/dataset.js";
 import { buildItemPrompt, unescapeFlagText } from "../../src/evaluation/prompt.js";
-import { evaluateAb, leastSquares, summarizeAb, toAbPrompt, type AbRow } from "../../src/evaluation/ab.js";
+import { evaluateAb, evaluateAbBatched, leastSquares, summarizeAb, toAbPrompt, type AbRow } from "../../src/evaluation/ab.js";
+import { ForwardModel } from "../../src/engine/forward.js";
+import { createParallelGemm } from "../../src/node/thread-pool.js";
 import { SteeredDecoder } from "../../src/generation/decoder.js";
 import { loadTokenizerFromDir } from "../../src/node/tokenizer-files.js";
 import { loadTestModel } from "../helpers/model.js";
@@ -79,6 +81,97 @@ describe("A/B logit differences", async () => {
       expect(lin.intercept).toBeCloseTo(direct.intercept, 10);
       expect(lin.r2).toBeCloseTo(direct.r2, 10);
     }
+  });
+});
+
+describe("A/B logit differences on the batched forward (evaluateAbBatched)", async () => {
+  const ck = byteLevelCheckpoint(BYTE_SHAPE, 5);
+  cleanup.push(ck);
+  const { model, ckpt, rt } = await loadTestModel(ck.dir);
+  const tok = await loadTokenizerFromDir(ck.dir);
+  const ref = loadRefWeights(ckpt.config, ckpt.tensors);
+  const questions = parseDataset(
+    JSON.stringify([
+      { question: "Is it? (A) yes (B) no", answer_matching_behavior: "(A)", answer_not_matching_behavior: "(B)" },
+      { question: "A much longer second question, so that the stacked sequences differ in length? (A) yes (B) no", answer_matching_behavior: "(B)", answer_not_matching_behavior: "(A)" },
+      { question: "Third (A) (B) (C)", answer_matching_behavior: "C", answer_not_matching_behavior: "A" },
+      { question: "Four", answer_matching_behavior: "D", answer_not_matching_behavior: "B" },
+    ]),
+    "inline",
+  ).items;
+  const prompts = questions.map((q, i) => toAbPrompt(buildItemPrompt(tok, q, { chat: false, answerPrefix: " (" }), i));
+  const scored = prompts.flatMap((p) => [p.matchingId, p.otherId]);
+  const d = BYTE_SHAPE.hidden_size;
+  const vectors = [0, 1, 2].map((i) => ({ index: i, label: `v:${i}`, vector: randn(rng(50 + i), d) }));
+  const scales = [-3, 0, 2.5];
+  const opts = { layer: 1, vectors, scales };
+  const reference = evaluateAb(new SteeredDecoder(model, 128), prompts, opts);
+  const forward = async (threads: number) => {
+    // minParallelFlops 0: even these tiny products and attention tasks are split over the threads.
+    const gemm = await createParallelGemm(rt, threads, { minParallelFlops: 0 });
+    const fm = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm, scoredTokens: scored });
+    return fm;
+  };
+  const fm1 = await forward(1);
+  const rows = await evaluateAbBatched(fm1, prompts, opts);
+  afterAll(() => fm1.close());
+
+  it("the same rows as the reference decoder (float32 tolerance) and the float64 reference's logits", () => {
+    expect(rows.map((r) => [r.question, r.vector, r.scale])).toEqual(reference.map((r) => [r.question, r.vector, r.scale]));
+    rows.forEach((r, i) => {
+      const want = reference[i];
+      expect(Math.abs(r.logit_matching - want.logit_matching)).toBeLessThan(1e-4 * (1 + Math.abs(want.logit_matching)));
+      expect(Math.abs(r.diff - want.diff)).toBeLessThan(2e-4 * (1 + Math.abs(want.diff)));
+      const p = prompts[r.question];
+      const sv = r.vector_index === null ? undefined : { layer: 1, sv: vectors[r.vector_index].vector.map((x) => x * r.scale) };
+      const logits = refLogits(ref, [refHiddenStates(ref, p.tokens, undefined, sv).at(-1)!.at(-1)!])[0];
+      const m = logits[p.matchingId], o = logits[p.otherId];
+      expect(Math.abs(r.logit_matching - m)).toBeLessThan(1e-4 * (1 + Math.abs(m)));
+      expect(Math.abs(r.logit_other - o)).toBeLessThan(1e-4 * (1 + Math.abs(o)));
+    });
+    // not vacuous: the steering moves the differences
+    expect(rows.filter((r) => r.scale !== 0).every((r) => r.shift !== 0)).toBe(true);
+    expect(rows.filter((r) => r.scale === 0 && r.vector !== null).every((r) => r.shift === 0)).toBe(true);
+  });
+
+  it("bitwise the same for any batch size: one sequence per batch, a few, everything at once", async () => {
+    for (const activationBytes of [1, 4 * fm1.sequenceFloats(40), 2 ** 30]) {
+      const again = await evaluateAbBatched(fm1, prompts, { ...opts, activationBytes });
+      expect(again).toEqual(rows);
+    }
+  });
+
+  it("bitwise the same for 1, 2 and 3 threads", async () => {
+    for (const t of [2, 3]) {
+      const fm = await forward(t);
+      try {
+        expect(fm.threads).toBe(t);
+        expect(await evaluateAbBatched(fm, prompts, { ...opts, activationBytes: 6 * fm.sequenceFloats(40) })).toEqual(rows);
+      } finally {
+        await fm.close();
+      }
+    }
+  });
+
+  it("unsteered only; streamed weights give the same rows as resident ones", async () => {
+    const base = await evaluateAbBatched(fm1, prompts, { layer: -1, vectors: [], scales: [] });
+    expect(base).toEqual(rows.filter((r) => r.vector === null));
+    const streamed = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { weights: "stream", scoredTokens: scored });
+    expect(streamed.weightPlan.mode).toBe("stream");
+    expect(await evaluateAbBatched(streamed, prompts, { ...opts, activationBytes: 1 })).toEqual(rows);
+    expect(streamed.reads.reads).toBeGreaterThan(ckpt.config.numLayers);
+    // auto: resident within the budget, streamed past it, and the log line says which
+    const lines: string[] = [];
+    const auto = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { residentBudgetBytes: fm1.weightPlan.residentBytes - 1, scoredTokens: scored, log: (l) => lines.push(l) });
+    expect(fm1.weightPlan.mode).toBe("resident");
+    expect(auto.weightPlan.mode).toBe("stream");
+    expect(lines.join("\n")).toMatch(/forward: weights streamed from the checkpoint every pass/);
+  });
+
+  it("refuses a token that is not scored and a steering layer outside the model", async () => {
+    const other = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { scoredTokens: [prompts[0].matchingId] });
+    await expect(evaluateAbBatched(other, prompts, opts)).rejects.toThrow(/is not among the scored tokens/);
+    await expect(evaluateAbBatched(fm1, prompts, { ...opts, layer: 9 })).rejects.toThrow(/steering layer 9 outside 0\.\.2/);
   });
 });
 

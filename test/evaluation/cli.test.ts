@@ -105,6 +105,33 @@ describe("jacsteer eval-ab on the bundled tiny model", () => {
   });
 });
 
+describe("jacsteer eval-ab --threads and --weights", () => {
+  const ck = byteLevelCheckpoint(BYTE_SHAPE, 8);
+  cleanup.push(ck);
+  const vfile = writeVectors(join(work, "tw.safetensors"), [randn(rng(3), BYTE_SHAPE.hidden_size), randn(rng(4), BYTE_SHAPE.hidden_size)], { source_layer: "1" });
+  const run = (extra: string[], tag: string) => {
+    const out = join(work, `tw-${tag}.json`);
+    const r = jacsteer(["eval-ab", "--model", ck.dir, "--dataset", DATASET, "--vectors", vfile, "--scales", "-4,0,4", "--out", out, "--json", ...extra]);
+    expect(r.code, r.stderr).toBe(0);
+    return { r, rows: (JSON.parse(readFileSync(out, "utf8")) as OutFile).rows, summary: JSON.parse(r.stdout) };
+  };
+
+  it("the rows are bitwise the same for 1 and 2 threads, resident and streamed weights; the summary says which ran", () => {
+    const one = run(["--threads", "1", "--weights", "resident"], "1");
+    const two = run(["--threads", "2", "--weights", "stream"], "2");
+    expect(two.rows).toEqual(one.rows);
+    expect([one.summary.threads, one.summary.weights]).toEqual([1, "resident"]);
+    expect([two.summary.threads, two.summary.weights]).toEqual([2, "stream"]);
+    expect(two.r.stderr).toMatch(/forward: weights streamed from the checkpoint every pass/);
+  });
+
+  it("--threads above the core count is capped with a line", () => {
+    const { r, summary } = run(["--threads", "999"], "999");
+    expect(r.stderr).toMatch(/--threads 999: this machine has \d+ cores?; using \d+/);
+    expect(summary.threads).toBeLessThan(999);
+  });
+});
+
 describe("jacsteer eval-ab bad inputs: exit 1, one line, no --out file", () => {
   const ck = byteLevelCheckpoint(BYTE_SHAPE, 8);
   cleanup.push(ck);
@@ -128,6 +155,8 @@ describe("jacsteer eval-ab bad inputs: exit 1, one line, no --out file", () => {
     ["--out not .json", ["--dataset", DATASET, "--out", join(work, "x.csv")], /--out .*x\.csv: the file name must end in \.json/],
     ["--out in a missing directory", ["--dataset", DATASET, "--out", join(work, "no", "x.json")], /directory .* does not exist/],
     ["--system without --chat", ["--dataset", DATASET, "--system", "hi"], /--system needs --chat/],
+    ["bad --weights", ["--dataset", DATASET, "--weights", "disk"], /--weights disk: expected one of auto, resident, stream/],
+    ["bad --threads", ["--dataset", DATASET, "--threads", "0"], /--threads/],
   ];
   for (const [name, extra, msg] of cases) {
     it(name, () => {

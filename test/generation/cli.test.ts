@@ -152,6 +152,7 @@ describe("jacsteer generate on a temp checkpoint without a tokenizer", () => {
     ["top-p out of range", ["--temperature", "1", "--top-p", "1.5"], /--top-p 1\.5: must be in \(0, 1\]/],
     ["token outside the vocabulary", ["--tokens", "1,99"], /token id 99 is outside the vocabulary \[0, 50\)/],
     ["missing model", ["--model", join(work, "no-model")], /no-model/],
+    ["bad --weights", ["--weights", "gpu"], /--weights gpu: expected one of auto, resident, stream/],
   ];
   for (const [name, extra, msg] of bad) {
     it(`exit 1 with one line: ${name}`, () => {
@@ -169,6 +170,21 @@ describe("jacsteer generate on a temp checkpoint without a tokenizer", () => {
   it("--help lists the flags", () => {
     const r = jacsteer(["generate", "--help"]);
     expect(r.code).toBe(0);
-    for (const flag of ["--vectors", "--scales", "--layer", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--chat", "--json"]) expect(r.stdout).toContain(flag);
+    for (const flag of ["--vectors", "--scales", "--layer", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--chat", "--json", "--threads", "--weights"]) expect(r.stdout).toContain(flag);
+  });
+
+  it("the same tokens for --threads 1 (resident) and --threads 2 (streamed weights), greedy and sampled", () => {
+    for (const sampling of [[], ["--temperature", "1.2", "--seed", "5"]]) {
+      const run = (extra: string[]) => {
+        const r = jacsteer([...base, "--tokens", "7,8", "--max-new-tokens", "5", "--json", ...sampling, ...extra]);
+        expect(r.code, r.stderr).toBe(0);
+        return { rows: (JSON.parse(r.stdout) as GenRow[]).map((x) => x.tokens), stderr: r.stderr };
+      };
+      const one = run(["--threads", "1", "--weights", "resident"]);
+      const two = run(["--threads", "2", "--weights", "stream"]);
+      expect(two.rows).toEqual(one.rows);
+      expect(two.stderr).toMatch(/weights streamed from the checkpoint every pass/);
+      expect(two.stderr).toMatch(/threads 2/);
+    }
   });
 });
