@@ -46,29 +46,44 @@ const PACK_BT = 0, PACK_B = 1;
 const DTYPE_CODE: Record<string, number> = { F32: 0, BF16: 1, F16: 2 };
 const DTYPE_BYTES = [4, 2, 2];
 
+/** The assembly/matmul.ts dtype code of tensor `name` as it will be read (f32 where the source cannot hand over stored bytes). */
+function dtypeCode(src: TensorSource, name: string): number {
+  if (!canStream(src)) return 0;
+  const dt = src.dtype(name);
+  const code = DTYPE_CODE[dt];
+  if (code === undefined) throw new WeightError(`tensor "${name}" in ${src.describe(name)} has dtype ${dt}; jacsteer reads F32, BF16 and F16`);
+  return code;
+}
+
 /**
  * A whole tensor in its stored dtype (f32 where the source cannot hand over stored bytes): its
  * assembly/matmul.ts dtype code and byte size, for readStored.
  */
 export function storedLayout(src: TensorSource, name: string): { dtype: number; bytes: number; elements: number } {
   const elements = src.shape(name).reduce((a, b) => a * b, 1);
-  let dtype = 0;
-  if (canStream(src)) {
-    const dt = src.dtype(name);
-    const code = DTYPE_CODE[dt];
-    if (code === undefined) throw new WeightError(`tensor "${name}" in ${src.describe(name)} has dtype ${dt}; jacsteer reads F32, BF16 and F16`);
-    dtype = code;
-  }
+  const dtype = dtypeCode(src, name);
   return { dtype, bytes: elements * DTYPE_BYTES[dtype]!, elements };
 }
 
-/** Read tensor `name` as stored into wasm memory at ptr (storedLayout(src, name).bytes), checked for NaN/Inf. */
-export async function readStored(rt: Runtime, src: TensorSource, name: string, ptr: number): Promise<void> {
+/**
+ * Read tensor `name` as stored into wasm memory at ptr (storedLayout(src, name).bytes); with `check`,
+ * refuse a non-finite weight (a broken checkpoint), naming the tensor, file, value and index.
+ */
+export async function readStored(rt: Runtime, src: TensorSource, name: string, ptr: number, check = true): Promise<void> {
   const { dtype, bytes, elements } = storedLayout(src, name);
   if (canStream(src)) await src.readRaw(name, new Uint8Array(rt.memory.buffer, ptr, bytes));
   else src.readF32(name, rt.heap.f32(ptr, elements));
+  if (!check) return;
   const bad = rt.k.firstNonFinite(ptr, dtype, elements) as number;
-  if (bad >= 0) throw new WeightError(`tensor "${name}" in ${src.describe(name)} has a non-finite value at flat index ${bad}`);
+  if (bad >= 0) throw new WeightError(`tensor "${name}" in ${src.describe(name)} has a non-finite value (${valueAt(rt, ptr, dtype, bad)}) at flat index ${bad}`);
+}
+
+/** Element i of a stored tensor at ptr, as a number (for messages). */
+function valueAt(rt: Runtime, ptr: number, dtype: number, i: number): number {
+  if (dtype === 0) return rt.heap.f32(ptr + 4 * i, 1)[0]!;
+  const out = new Float32Array(1);
+  (dtype === 1 ? decodeBf16 : decodeF16)(new Uint16Array(rt.memory.buffer, ptr + 2 * i, 1), out);
+  return out[0]!;
 }
 
 /** Where each projection of a staged layer sits in its slot, and its dtype code. */
@@ -112,13 +127,8 @@ function slotLayout(cfg: Qwen3Config, src: TensorSource, i: number, check = true
     const name = tensorName(i, p);
     const [out, inp] = projectionShape(cfg, p);
     if (check) checkProjection(src, name, out, inp);
-    let dtype = 0;
-    if (canStream(src) && (check || src.has(name))) {
-      const dt = src.dtype(name);
-      const code = DTYPE_CODE[dt];
-      if (code === undefined) throw new WeightError(`tensor "${name}" in ${src.describe(name)} has dtype ${dt}; jacsteer reads F32, BF16 and F16`);
-      dtype = code;
-    }
+    // Planning may run before the tensors are checked: a missing one is reported when it is read.
+    const dtype = check || src.has(name) ? dtypeCode(src, name) : 0;
     entries[p] = { offset: bytes, dtype, out, inp };
     bytes += Math.ceil((out * inp * DTYPE_BYTES[dtype]!) / 64) * 64;
   }
@@ -239,36 +249,12 @@ export class LayerStream {
 
   private async read(slot: Slot, i: number): Promise<void> {
     const { entries, bytes } = slotLayout(this.cfg, this.src, i);
-    const src = this.src;
-    for (const p of PROJECTIONS) {
-      const e = entries[p];
-      const name = tensorName(i, p);
-      const n = e.out * e.inp;
-      const ptr = slot.ptr + e.offset;
-      if (canStream(src)) {
-        await src.readRaw(name, new Uint8Array(this.rt.memory.buffer, ptr, n * DTYPE_BYTES[e.dtype]!));
-      } else {
-        src.readF32(name, this.rt.heap.f32(ptr, n));
-      }
-      // Checked once per layer: a NaN weight is a broken checkpoint, and the same bytes come back each pass.
-      if (!this.checked.has(i)) {
-        const bad = this.rt.k.firstNonFinite(ptr, e.dtype, n) as number;
-        if (bad >= 0) {
-          throw new WeightError(`tensor "${name}" in ${src.describe(name)} has a non-finite value (${this.valueAt(ptr, e.dtype, bad)}) at flat index ${bad}`);
-        }
-      }
-    }
+    // Checked once per layer: a NaN weight is a broken checkpoint, and the same bytes come back each pass.
+    const check = !this.checked.has(i);
+    for (const p of PROJECTIONS) await readStored(this.rt, this.src, tensorName(i, p), slot.ptr + entries[p].offset, check);
     this.checked.add(i);
     slot.entries = entries;
     this.reads++;
     this.bytesRead += bytes;
-  }
-
-  private valueAt(ptr: number, dtype: number, i: number): number {
-    if (dtype === 0) return this.rt.heap.f32(ptr + 4 * i, 1)[0]!;
-    const h = new Uint16Array(this.rt.memory.buffer, ptr + 2 * i, 1);
-    const out = new Float32Array(1);
-    (dtype === 1 ? decodeBf16 : decodeF16)(h, out);
-    return out[0]!;
   }
 }
