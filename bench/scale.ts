@@ -16,7 +16,7 @@
 //   - on the 0.6B shape, bench/results/workload.md's workload with this build and, with --baseline DIR,
 //     with the build in DIR (a checkout of an earlier commit, built), in the same run.
 //
-//   node --experimental-wasm-relaxed-simd dist/bench/scale.js [--shapes 0.6b,1.7b,8b,14b] [--baseline DIR] [--no-torch] [--threads 2]
+//   node --experimental-wasm-relaxed-simd dist/bench/scale.js [--shapes 0.6b,1.7b,8b,14b] [--baseline DIR] [--no-torch] [--threads 2] [--block-size B]
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -129,18 +129,21 @@ interface Entry {
   gemmRate: number;
   efficiency?: number;
   weights?: Record<string, unknown>;
+  /** Vectors per product (block Lanczos). */
+  blockSize?: number;
   note?: string;
 }
 
 const RESULTS = () => join(packageRoot(), "bench", "results");
 
-function jacsteerRun(shape: string, dir: string, method: "lanczos" | "power", threads: number, rate: number, machine: string, maxIters?: number): Entry {
+function jacsteerRun(shape: string, dir: string, method: "lanczos" | "power", threads: number, rate: number, machine: string, maxIters?: number, blockSize?: number): Entry {
   const { S, T } = SITES[shape]!;
   const args = [
     "--experimental-wasm-relaxed-simd", join(packageRoot(), "bin", "jacsteer.js"), "power-iter", "--model", dir,
     "--tokens", workloadTokens(TOKENS).join(","), "--source-layer", String(S), "--target-layer", String(T),
     "--positions", String(K), "--num-vectors", String(N), "--tol", String(TOL), "--threads", String(threads), "--method", method, "--json",
     ...(maxIters ? ["--max-iters", String(maxIters)] : []),
+    ...(blockSize ? ["--block-size", String(blockSize)] : []),
   ];
   process.stderr.write(`bench: ${shape} ${method}: jacsteer ${args.slice(2, 5).join(" ")} ... --source-layer ${S} --target-layer ${T}\n`);
   const loadBefore = loadavg()[0]!;
@@ -150,10 +153,10 @@ function jacsteerRun(shape: string, dir: string, method: "lanczos" | "power", th
   const perProduct = productFlops(shapeOf(shape), T - S, TOKENS, K) / 1e9;
   const useful = perProduct * j.products;
   return {
-    shape, kind: method, machine, S, T,
+    shape, kind: blockSize ? `${method}-block${blockSize}` : method, machine, S, T,
     wallSeconds: r.wallSeconds, peakRssBytes: r.peakRssBytes, cpuPercent: r.cpuPercent, loadBefore, products: j.products, converged: j.converged,
     maxRelativeResidual: Math.max(...j.relative_residuals),
-    productGflop: perProduct, gemmRate: rate, efficiency: useful / r.wallSeconds / rate, weights: j.weights,
+    productGflop: perProduct, gemmRate: rate, efficiency: useful / r.wallSeconds / rate, weights: j.weights, blockSize: j.block_size,
   };
 }
 
@@ -219,7 +222,9 @@ function writeResults(entries: Entry[]): void {
     const w = e.weights as { mode?: string; read_wait_seconds?: number; load_seconds?: { prefix: number; suffix: number } } | undefined;
     return [
       `Qwen3-${e.shape.toUpperCase()} (S ${e.S}, T ${e.T})`,
-      ({ torch: "PyTorch, seed's procedure", power: "jacsteer block power", lanczos: "jacsteer block Lanczos", workload: "workload: block power, this build", "workload-baseline": "workload: block power, baseline build" } as Record<string, string>)[e.kind] ?? e.kind,
+      (({ torch: "PyTorch, seed's procedure", power: "jacsteer block power", lanczos: "jacsteer block Lanczos", "lanczos-block12": "jacsteer block Lanczos, previous default",
+        "lanczos-block2": "jacsteer block Lanczos, --block-size 2", workload: "workload: block power, this build", "workload-baseline": "workload: block power, baseline build" } as Record<string, string>)[e.kind] ?? e.kind) +
+        (e.blockSize !== undefined && e.kind.startsWith("lanczos") ? ` (blocks of ${e.blockSize})` : ""),
       w?.mode ?? "–",
       String(e.products),
       e.converged === undefined ? "–" : e.converged ? `yes (${e.maxRelativeResidual!.toExponential(1)})` : `no (${e.maxRelativeResidual!.toExponential(1)})`,
@@ -266,6 +271,8 @@ export async function benchScale(argv: string[] = process.argv.slice(2)): Promis
   const shapes = (flag("--shapes") ?? "1.7b,8b,14b").split(",");
   const baseline = flag("--baseline");
   const threads = Number(flag("--threads") ?? 2);
+  // A fixed Lanczos block size instead of power-iter's automatic one (kept as its own row).
+  const blockSize = flag("--block-size") ? Number(flag("--block-size")) : undefined;
   const methods = (flag("--methods") ?? "lanczos").split(",") as Array<"lanczos" | "power">;
   const file = join(RESULTS(), "scale.json");
   let entries: Entry[] = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : [];
@@ -282,7 +289,7 @@ export async function benchScale(argv: string[] = process.argv.slice(2)): Promis
       writeResults(entries);
       continue;
     }
-    for (const m of methods) keep(jacsteerRun(shape, dir, m, threads, rate, machine));
+    for (const m of methods) keep(jacsteerRun(shape, dir, m, threads, rate, machine, undefined, m === "lanczos" ? blockSize : undefined));
     if (shape === "1.7b" && !argv.includes("--no-torch")) {
       const t = torchRun(shape, dir, threads, rate, machine);
       if (t) {

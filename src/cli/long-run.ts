@@ -31,6 +31,8 @@ export interface RunIdentityInput {
   positions: Positions;
   method: string;
   numVectors: number;
+  /** Vectors per product (Lanczos; the whole block for power iteration). */
+  blockSize: number;
   tol: number;
   maxIters: number | undefined;
   seed: number;
@@ -51,6 +53,7 @@ const FIELD_NAMES: Record<string, string> = {
   position_weights: "--position-weights",
   method: "--method",
   num_vectors: "--num-vectors",
+  block_size: "--block-size",
   tol: "--tol",
   max_iters: "--max-iters",
   seed: "--seed",
@@ -72,6 +75,7 @@ export function runIdentity(r: RunIdentityInput): Record<string, string> {
     position_weights: describePositionWeights(r.positions),
     method: r.method,
     num_vectors: String(r.numVectors),
+    block_size: String(r.blockSize),
     tol: String(r.tol),
     max_iters: r.maxIters === undefined ? "" : String(r.maxIters),
     seed: String(r.seed),

@@ -9,7 +9,7 @@ import { describePositions, describePositionWeights, positionsFromFlags } from "
 import { blockPowerIterationAsync } from "../solvers/block-power.js";
 import { blockLanczosAsync } from "../solvers/block-lanczos.js";
 import type { BlockOperator, Progress, SolveResult } from "../solvers/common.js";
-import { SteeringEngine } from "../engine/steering-engine.js";
+import { SteeringEngine, autoBlockSize } from "../engine/steering-engine.js";
 import { createParallelGemm } from "../node/thread-pool.js";
 import { createNodeRuntime } from "../node/runtime.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
@@ -47,6 +47,9 @@ export const POWER_ITER_HELP = `jacsteer power-iter: top singular vectors of d(l
                              jvp         block power iteration, autodiff: forward-mode J v, then one VJP
                              double-vjp  block power iteration, autodiff: the seed's double VJP, verbatim
                            lanczos and power use --threads; jvp and double-vjp are the single-thread reference
+  --block-size B           vectors per J^T J product, lanczos only (default auto: the fewest that give the
+                           matrix products 96 rows, at least 2 and at most --num-vectors; printed). Smaller
+                           blocks need fewer products in all; too few rows make each product slow
   --max-iters I            block applications at most (default 100 for power iteration, unlimited for lanczos)
   --tol E                  lanczos: stop when every ||J^T J v - sigma^2 v|| <= E * sigma_1^2 (default 1e-5);
                            power iteration: when the subspace moves less than E (sine of largest angle; default 1e-5)
@@ -75,6 +78,7 @@ const OPTIONS: Options = {
   "num-vectors": { type: "string" },
   method: { type: "string" },
   "max-iters": { type: "string" },
+  "block-size": { type: "string" },
   tol: { type: "string" },
   seed: { type: "string" },
   at: { type: "string" },
@@ -112,6 +116,9 @@ export async function powerIter(argv: string[]): Promise<number> {
   );
   const n = intFlag(f, "num-vectors", 8, 1)!;
   const maxIters = intFlag(f, "max-iters", method === "lanczos" ? undefined : 100, 1);
+  const blockSizeFlag = intFlag(f, "block-size", undefined, 1);
+  if (blockSizeFlag !== undefined && method !== "lanczos") throw new UsageError(`--block-size applies to --method lanczos; ${method} iterates on all --num-vectors at once`);
+  if (blockSizeFlag !== undefined && blockSizeFlag > n) throw new UsageError(`--block-size ${blockSizeFlag}: must not exceed --num-vectors ${n}`);
   const tol = numberFlag(f, "tol", 1e-5)!;
   if (tol < 0) throw new UsageError(`--tol ${tol}: must not be negative`);
   const seed = intFlag(f, "seed", 0, 0)!;
@@ -159,16 +166,17 @@ export async function powerIter(argv: string[]): Promise<number> {
       init = init.slice(0, n);
     }
     const site = { sourceLayer: S, targetLayer: T, positions: K, at };
+    const blockSize = method === "lanczos" ? blockSizeFlag ?? autoBlockSize(n, prompts) : n;
     const usedThreads = batched ? threads : 1;
     log(
       `jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} ${typeof K === "number" ? `K=${K}` : `positions ${describePositions(K)}${describePositionWeights(K) ? ` weights ${describePositionWeights(K)}` : ""}`}; ` +
-        `${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; method ${method}; threads ${usedThreads}` +
+        `${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; method ${method}${method === "lanczos" ? ` (block size ${blockSize}${blockSizeFlag === undefined ? ", auto" : ""})` : ""}; threads ${usedThreads}` +
         (batched ? "" : threads > 1 ? ` (the ${method} reference path is single-threaded)` : ""),
     );
 
     // The operator A = J^T J on a block of vectors: the batched engine, or the autodiff reference.
     const rt = await createNodeRuntime();
-    const identity = runIdentity({ config: ckpt.config, modelName: ckpt.name, prompts, sourceLayer: S, targetLayer: T, positions: K, method, numVectors: n, tol, maxIters, seed, init, at, kernels: rt.build });
+    const identity = runIdentity({ config: ckpt.config, modelName: ckpt.name, prompts, sourceLayer: S, targetLayer: T, positions: K, method, numVectors: n, blockSize, tol, maxIters, seed, init, at, kernels: rt.build });
     const longRun = new LongRun({ ...state, identity, dim: d, method, tol, maxIters, log });
     let engine: SteeringEngine | undefined;
     let op: BlockOperator;
@@ -203,7 +211,7 @@ export async function powerIter(argv: string[]): Promise<number> {
       const resumable = longRun.wrap(op);
       result = await longRun.run(() =>
         method === "lanczos"
-          ? blockLanczosAsync(resumable, { numVectors: n, tol, seed, init, onProgress, maxIters })
+          ? blockLanczosAsync(resumable, { numVectors: n, blockSize, tol, seed, init, onProgress, maxIters })
           : blockPowerIterationAsync(resumable, { numVectors: n, maxIters: maxIters!, tol, seed, init, onProgress }),
       );
     } finally {
@@ -214,7 +222,7 @@ export async function powerIter(argv: string[]): Promise<number> {
       const st = engine.stream;
       log(`engine: streamed ${st.reads} layer reads (${(st.bytesRead / 1e9).toFixed(1)} GB); the products waited ${st.waitSeconds.toFixed(1)} s for reads`);
     }
-    return finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts, weightStats });
+    return finish({ f, blockSize, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts, weightStats });
   } finally {
     ckpt.close();
   }
@@ -222,6 +230,7 @@ export async function powerIter(argv: string[]): Promise<number> {
 
 interface Finish {
   f: Record<string, unknown>;
+  blockSize: number;
   result: SolveResult;
   ckpt: Checkpoint;
   rt: Runtime;
@@ -257,7 +266,7 @@ function engineWeightStats(e: SteeringEngine): Record<string, unknown> {
 }
 
 /** Write the vector file, print the summary, verify against a reference if asked. */
-function finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts, weightStats }: Finish): number {
+function finish({ f, blockSize, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, atScale, at, prompts, started, usedThreads, reference, verifyOpts, weightStats }: Finish): number {
   const seconds = (performance.now() - started) / 1000;
 
   const atBytes = svBytes(at);
@@ -273,6 +282,7 @@ function finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, 
       position_weights: describePositionWeights(K),
       seed: String(seed),
       num_vectors: String(n),
+      block_size: String(blockSize),
       tokens: JSON.stringify(prompts),
       chat: String(!!f.chat),
       at: f.at === undefined ? "" : String(f.at),
@@ -304,6 +314,7 @@ function finish({ f, result, ckpt, rt, method, S, T, K, n, seed, tol, maxIters, 
       relative_residuals: relative,
       iterations: result.iterations,
       products: result.products,
+      block_size: blockSize,
       converged: result.converged,
       seconds,
       tokens: prompts,

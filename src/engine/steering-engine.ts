@@ -76,6 +76,24 @@ export interface WeightPlan {
 const GiB = 2 ** 30;
 export const fmtGiB = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`);
 
+/**
+ * The block size block Lanczos uses on this engine unless told otherwise. A block of b vectors is one
+ * product whose matrix products have M = b * (sum of the prompts' tokens) rows. Smaller blocks reach the
+ * same residual with fewer products in all (measured, top 12 at --tol 1e-3 on a 48-token prompt: the
+ * 0.6B shape needs 156 products with blocks of 12, 114 with 6, 104 with 4, 93 with 3, 82 with 2; the
+ * 1.7B shape 180 with 12, 120 with 4, 90 with 2, 82 with 1), but each product packs every weight it
+ * multiplies (about 25% of the multiply at 64 rows, 15% at 96, 3% at 256: bench/results/matmul.md) and,
+ * when streaming, reads every layer again. On the 1.7B shape blocks of 1, 2 and 4 took the same wall time
+ * (245, 254, 260 s against 6.0 min with 12); the wider of them keeps streamed reads per vector low. So:
+ * the fewest vectors that give AUTO_BLOCK_ROWS rows, at least 2 (a block of 1 finds a repeated singular
+ * value's copies only through rounding), at most numVectors.
+ */
+export const AUTO_BLOCK_ROWS = 192;
+export function autoBlockSize(numVectors: number, prompts: readonly (readonly unknown[])[]): number {
+  const rows = prompts.reduce((s, p) => s + p.length, 0);
+  return Math.min(numVectors, Math.max(2, Math.ceil(AUTO_BLOCK_ROWS / Math.max(1, rows))));
+}
+
 export class SteeringEngine {
   /** Length of sv (hidden size). */
   readonly inputDim: number;
