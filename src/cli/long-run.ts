@@ -65,9 +65,8 @@ const FIELD_NAMES: Record<string, string> = {
   weight_decay: "--weight-decay",
 };
 
-export function runIdentity(r: RunIdentityInput): Record<string, string> {
-  const sha = (bytes: Uint8Array | null) => (bytes ? createHash("sha256").update(bytes).digest("hex") : "");
-  const initBytes = r.init ? new Uint8Array(Float64Array.from(r.init.flatMap((v) => Array.from(v))).buffer) : null;
+/** The identity fields every long run shares: the model, the prompts and the steering site. */
+function siteIdentity(r: Pick<RunIdentityInput, "config" | "modelName" | "prompts" | "sourceLayer" | "targetLayer" | "positions">): Record<string, string> {
   return {
     model_config: modelConfigKey(r.config),
     model: r.modelName,
@@ -76,6 +75,14 @@ export function runIdentity(r: RunIdentityInput): Record<string, string> {
     target_layer: String(r.targetLayer),
     positions: describePositions(r.positions),
     position_weights: describePositionWeights(r.positions),
+  };
+}
+
+export function runIdentity(r: RunIdentityInput): Record<string, string> {
+  const sha = (bytes: Uint8Array | null) => (bytes ? createHash("sha256").update(bytes).digest("hex") : "");
+  const initBytes = r.init ? new Uint8Array(Float64Array.from(r.init.flatMap((v) => Array.from(v))).buffer) : null;
+  return {
+    ...siteIdentity(r),
     method: r.method,
     num_vectors: String(r.numVectors),
     tol: String(r.tol),
@@ -135,33 +142,18 @@ export interface LongRunOptions extends StateFlags {
 }
 
 /** What identifies a MELBO run: every flag and input that changes the sequence of evaluations. */
-export interface MelboIdentityInput {
-  config: Qwen3Config;
-  modelName: string;
-  prompts: number[][];
-  sourceLayer: number;
-  targetLayer: number;
-  positions: Positions;
-  numVectors: number;
+export interface MelboIdentityInput extends Pick<RunIdentityInput, "config" | "modelName" | "prompts" | "sourceLayer" | "targetLayer" | "positions" | "numVectors" | "seed" | "kernels"> {
   steps: number;
   radius: number;
   p: number;
   q: number;
   lr: number;
   weightDecay: number;
-  seed: number;
-  kernels: string;
 }
 
 export function melboIdentity(r: MelboIdentityInput): Record<string, string> {
   return {
-    model_config: modelConfigKey(r.config),
-    model: r.modelName,
-    tokens: JSON.stringify(r.prompts),
-    source_layer: String(r.sourceLayer),
-    target_layer: String(r.targetLayer),
-    positions: describePositions(r.positions),
-    position_weights: describePositionWeights(r.positions),
+    ...siteIdentity(r),
     method: "melbo",
     num_vectors: String(r.numVectors),
     steps: String(r.steps),
