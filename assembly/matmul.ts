@@ -494,3 +494,162 @@ export function matmulABtNaive(a: usize, b: usize, c: usize, M: i32, N: i32, K: 
     }
   }
 }
+
+// ---- Small M: products straight from the stored weight (no packing) ----
+//
+// Decoding multiplies one row (or a few) by every weight of the model each step: packing a weight's
+// panels (widening BF16 to f32 and writing 4 bytes per weight) costs more than the product itself.
+// gemmDirectBt computes C (+)= A * B^T for B given as [N, K] rows in their stored dtype (a weight
+// [out, in], packPanels' PACK_BT source), widening and transposing 8 rows x 4 k in registers exactly as
+// packPanels does into memory, and then runs the same per-element sequence as gemmPacked:
+// acc = (accumulate ? C : 0), acc = madd(A[m,k], B[k,n], acc) for k = 0, 1, ..., K-1. So it gives
+// bitwise the panels' result, for any row or column split.
+
+// Columns j0..j0+3 of B at k (weight rows j0.. at byte offset o), zero past nr: the edge path.
+// @ts-ignore: decorator
+@inline
+function edgeColumns(r0: usize, row: usize, o: usize, dt: i32, j0: i32, nr: i32): v128 {
+  let v = f32x4.splat(0);
+  if (j0 < nr) v = f32x4.replace_lane(v, 0, elementAt(r0 + <usize>j0 * row + o, dt));
+  if (j0 + 1 < nr) v = f32x4.replace_lane(v, 1, elementAt(r0 + <usize>(j0 + 1) * row + o, dt));
+  if (j0 + 2 < nr) v = f32x4.replace_lane(v, 2, elementAt(r0 + <usize>(j0 + 2) * row + o, dt));
+  if (j0 + 3 < nr) v = f32x4.replace_lane(v, 3, elementAt(r0 + <usize>(j0 + 3) * row + o, dt));
+  return v;
+}
+
+// C[rows, 8] (+)= A[rows, K] * W[8 rows at r0, K]^T for rows 1 or 2 (A rows ldaB bytes apart, C rows
+// ldcB bytes apart, nr existing columns). Two rows share each widened, transposed block of W.
+// @ts-ignore: decorator
+@inline
+function directTile(a: usize, ldaB: usize, r0: usize, row: usize, dt: i32, eb: usize, c: usize, ldcB: usize, K: i32, nr: i32, accumulate: i32, two: bool): void {
+  const a1 = a + ldaB;
+  const c1 = c + ldcB;
+  let p0 = cLoad(c, nr, accumulate, 0);
+  let p1 = cLoad(c, nr, accumulate, 4);
+  let q0 = two ? cLoad(c1, nr, accumulate, 0) : f32x4.splat(0);
+  let q1 = two ? cLoad(c1, nr, accumulate, 4) : f32x4.splat(0);
+  let k = 0;
+  if (nr == 8) {
+    const r4 = r0 + 4 * row;
+    for (; k + 4 <= K; k += 4) {
+      const o = <usize>k * eb;
+      const x0 = widen4(r0 + o, dt);
+      const x1 = widen4(r0 + row + o, dt);
+      const x2 = widen4(r0 + 2 * row + o, dt);
+      const x3 = widen4(r0 + 3 * row + o, dt);
+      const y0 = widen4(r4 + o, dt);
+      const y1 = widen4(r4 + row + o, dt);
+      const y2 = widen4(r4 + 2 * row + o, dt);
+      const y3 = widen4(r4 + 3 * row + o, dt);
+      const t0 = i32x4.shuffle(x0, x1, 0, 4, 1, 5);
+      const t1 = i32x4.shuffle(x2, x3, 0, 4, 1, 5);
+      const t2 = i32x4.shuffle(x0, x1, 2, 6, 3, 7);
+      const t3 = i32x4.shuffle(x2, x3, 2, 6, 3, 7);
+      const u0 = i32x4.shuffle(y0, y1, 0, 4, 1, 5);
+      const u1 = i32x4.shuffle(y2, y3, 0, 4, 1, 5);
+      const u2 = i32x4.shuffle(y0, y1, 2, 6, 3, 7);
+      const u3 = i32x4.shuffle(y2, y3, 2, 6, 3, 7);
+      const ao = <usize>k << 2;
+      // k
+      let b0 = i64x2.shuffle(t0, t1, 0, 2);
+      let b1 = i64x2.shuffle(u0, u1, 0, 2);
+      let s = v128.load32_splat(a + ao);
+      p0 = madd(s, b0, p0);
+      p1 = madd(s, b1, p1);
+      if (two) {
+        s = v128.load32_splat(a1 + ao);
+        q0 = madd(s, b0, q0);
+        q1 = madd(s, b1, q1);
+      }
+      // k + 1
+      b0 = i64x2.shuffle(t0, t1, 1, 3);
+      b1 = i64x2.shuffle(u0, u1, 1, 3);
+      s = v128.load32_splat(a + ao + 4);
+      p0 = madd(s, b0, p0);
+      p1 = madd(s, b1, p1);
+      if (two) {
+        s = v128.load32_splat(a1 + ao + 4);
+        q0 = madd(s, b0, q0);
+        q1 = madd(s, b1, q1);
+      }
+      // k + 2
+      b0 = i64x2.shuffle(t2, t3, 0, 2);
+      b1 = i64x2.shuffle(u2, u3, 0, 2);
+      s = v128.load32_splat(a + ao + 8);
+      p0 = madd(s, b0, p0);
+      p1 = madd(s, b1, p1);
+      if (two) {
+        s = v128.load32_splat(a1 + ao + 8);
+        q0 = madd(s, b0, q0);
+        q1 = madd(s, b1, q1);
+      }
+      // k + 3
+      b0 = i64x2.shuffle(t2, t3, 1, 3);
+      b1 = i64x2.shuffle(u2, u3, 1, 3);
+      s = v128.load32_splat(a + ao + 12);
+      p0 = madd(s, b0, p0);
+      p1 = madd(s, b1, p1);
+      if (two) {
+        s = v128.load32_splat(a1 + ao + 12);
+        q0 = madd(s, b0, q0);
+        q1 = madd(s, b1, q1);
+      }
+    }
+  }
+  for (; k < K; k++) {
+    const o = <usize>k * eb;
+    const b0 = edgeColumns(r0, row, o, dt, 0, nr);
+    const b1 = edgeColumns(r0, row, o, dt, 4, nr);
+    let s = v128.load32_splat(a + (<usize>k << 2));
+    p0 = madd(s, b0, p0);
+    p1 = madd(s, b1, p1);
+    if (two) {
+      s = v128.load32_splat(a1 + (<usize>k << 2));
+      q0 = madd(s, b0, q0);
+      q1 = madd(s, b1, q1);
+    }
+  }
+  cStore(c, p0, nr, 0);
+  cStore(c, p1, nr, 4);
+  if (two) {
+    cStore(c1, q0, nr, 0);
+    cStore(c1, q1, nr, 4);
+  }
+}
+
+// C[M, N] (+)= A[M, K] * B^T with B's rows n0 .. n0 + N - 1 of a [*, K] matrix at src in the dtype
+// of `kind` (kind & 1 must be PACK_BT), ld elements apart: gemmPacked after packPanels(src, kind, ld,
+// n0, n0 + N, K), bitwise, without the panels. A rows lda floats apart, C rows ldc floats apart.
+export function gemmDirectBt(a: usize, lda: i32, src: usize, kind: i32, ld: i32, n0: i32, c: usize, ldc: i32, M: i32, N: i32, K: i32, accumulate: i32): void {
+  const dt = kind >> 1;
+  const eb: usize = dt == DT_F32 ? 4 : 2;
+  const row: usize = <usize>ld * eb;
+  const ldaB = <usize>lda << 2;
+  const ldcB = <usize>ldc << 2;
+  for (let c0 = 0; c0 < N; c0 += 8) {
+    const nr = min(8, N - c0);
+    const r0 = src + <usize>(n0 + c0) * row;
+    const cc = c + (<usize>c0 << 2);
+    let m = 0;
+    for (; m + 2 <= M; m += 2) directTile(a + <usize>m * ldaB, ldaB, r0, row, dt, eb, cc + <usize>m * ldcB, ldcB, K, nr, accumulate, true);
+    if (m < M) directTile(a + <usize>m * ldaB, ldaB, r0, row, dt, eb, cc + <usize>m * ldcB, ldcB, K, nr, accumulate, false);
+  }
+}
+
+/** Rows up to which gemmSlice multiplies streamed PACK_BT weights directly (measured: bench/generate.ts). */
+const DIRECT_MAX_M: i32 = 4;
+
+// One slice of a ParallelGemm dispatch (src/engine/parallel-gemm.ts SLICE_ARGS): C (+)= A * B over
+// panels starting at `packed`. With a weight source (src != 0), few rows and the PACK_BT layout, the
+// product reads the stored weight directly (gemmDirectBt); otherwise the slice's panels are packed
+// from src first (packPanels) and multiplied (gemmPacked). Both give bitwise the same C.
+export function gemmSlice(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, M: i32, N: i32, K: i32, accumulate: i32, src: usize, kind: i32, ld: i32, n0: i32): void {
+  if (src != 0) {
+    if ((kind & 1) == PACK_BT && M <= DIRECT_MAX_M) {
+      gemmDirectBt(a, lda, src, kind, ld, n0, c, ldc, M, N, K, accumulate);
+      return;
+    }
+    packPanels(src, kind, ld, n0, n0 + N, K, packed);
+  }
+  gemmPacked(a, lda, packed, c, ldc, M, N, K, accumulate);
+}

@@ -6,11 +6,18 @@
 //     1 sequence, the same prompt and steering, NEW tokens;
 //   - the memory-bandwidth bound of one sequence: bytes of weights read per token (the layers' and the
 //     LM head's stored bytes) / the copy bandwidth measured here (a 256 MiB wasm copy, best of 5).
+//   - PyTorch (bench/torch_generate.py: reference/qwen3_minimal.py's model with a KV-cache step,
+//     /usr/bin/python3, torch threads = --threads), the same checkpoint, prompt, steering and batches
+//     (1 and 24), float32 (and bfloat16 for one sequence), in this run, after jacsteer's;
+//   - the small-M kernel's crossover: one thread, a BF16 weight of the 0.6B shape's gate_proj [3072, 1024]
+//     and down_proj [1024, 3072], C = A W^T for M rows: gemmDirectBt (widening in registers) against
+//     packPanels + gemmPacked (what a product did before), per M.
 // Decode tokens/s exclude the prompt's prefill (timed from the first chosen token). The greedy tokens of
-// the single sequence are compared with today's. Writes bench/results/generate.md and .json.
+// the single sequence are compared with today's and PyTorch's. Writes bench/results/generate.md and .json.
 //
-//   node --experimental-wasm-relaxed-simd dist/bench/generate.js [--new N] [--threads N]
-import { mkdirSync, writeFileSync } from "node:fs";
+//   node --experimental-wasm-relaxed-simd dist/bench/generate.js [--new N] [--threads N] [--no-torch]
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AutodiffContext } from "../src/autodiff/tensor.js";
@@ -24,6 +31,8 @@ import { openCheckpoint } from "../src/node/checkpoint.js";
 import { enableRelaxedSimd } from "../src/node/relaxed-simd.js";
 import { createNodeRuntime, packageRoot } from "../src/node/runtime.js";
 import { createParallelGemm } from "../src/node/thread-pool.js";
+import { packedFloats } from "../src/kernels/matmul.js";
+import type { Runtime } from "../src/runtime/runtime.js";
 import { machineInfo, machineLine, markdownTable } from "./harness.js";
 import { ensureBenchCheckpoint } from "./make-checkpoint.js";
 import { workloadTokens } from "./workload.js";
@@ -32,7 +41,7 @@ const LAYER = 6, PROMPT = 24, BATCH = 24;
 
 async function main(): Promise<void> {
   enableRelaxedSimd();
-  const { values } = parseArgs({ options: { new: { type: "string" }, threads: { type: "string" } } });
+  const { values } = parseArgs({ options: { new: { type: "string" }, threads: { type: "string" }, "no-torch": { type: "boolean" } } });
   const NEW = Number(values.new ?? 32), threads = Number(values.threads ?? 2);
   const machine = machineInfo();
   const dir = ensureBenchCheckpoint();
@@ -46,6 +55,7 @@ async function main(): Promise<void> {
 
   const rt = await createNodeRuntime();
   // Copy bandwidth: one 256 MiB wasm copy, best of 5.
+  const copyMark = rt.heap.mark();
   const n = 64 * 2 ** 20, a = rt.heap.allocF32(n), b = rt.heap.allocF32(n);
   rt.heap.f32(a, n).fill(1);
   let best = Infinity;
@@ -55,6 +65,9 @@ async function main(): Promise<void> {
     best = Math.min(best, performance.now() - t);
   }
   const copyGBs = (2 * 4 * n) / (best / 1000) / 1e9; // read + write
+  rt.heap.release(copyMark);
+  const crossover = smallMCrossover(rt, cfg.hiddenSize, cfg.intermediateSize);
+  for (const r of crossover) console.error(`bench generate: M ${r.m}: direct ${r.direct_ms.toFixed(3)} ms, pack + gemm ${r.packed_ms.toFixed(3)} ms (${r.shape})`);
   const gemm = await createParallelGemm(rt, threads);
   const fm = await ForwardModel.create(rt, cfg, ckpt.tensors, { gemm, fullHead: true, log: (l) => console.error(l) });
   const layerBytes = fm.weightPlan.residentBytes; // stored bytes of every layer + one dispatch's packed panels
@@ -91,7 +104,30 @@ async function main(): Promise<void> {
   console.error(`bench generate: today's code, 1 sequence: ${oldTps.toFixed(2)} tokens/s (prefill ${((first - t0) / 1000).toFixed(1)} s); same greedy tokens: ${same}`);
   ckpt.close();
 
-  const result = { machine, threads, new_tokens: NEW, prompt_tokens: PROMPT, layer: LAYER, copy_gb_s: copyGBs, bytes_per_token: layerBytes + headBytes, bound_tps: boundTps, single, batch: { ...batch, tokens: undefined, sequences: BATCH }, today_tps: oldTps, same_tokens: same };
+  // PyTorch on the same checkpoint, prompt, steering and batches.
+  const torchRun = (count: number, dtype: string): TorchRun | null => {
+    if (values["no-torch"] || !existsSync("/usr/bin/python3")) return null;
+    const input = JSON.stringify({ model: dir, prompt, steer: Array.from({ length: count }, (_, i) => Array.from(steerOf(i))), layer: LAYER, new: NEW, threads, dtype });
+    const r = spawnSync("/usr/bin/python3", [join(packageRoot(), "bench", "torch_generate.py")], { input, encoding: "utf8", maxBuffer: 1 << 26 });
+    if (r.status !== 0) {
+      console.error(`bench generate: PyTorch ${dtype} x ${count} failed: ${r.stderr.trim().split("\n").at(-1)}`);
+      return null;
+    }
+    const out = JSON.parse(r.stdout) as TorchRun;
+    console.error(`bench generate: PyTorch ${out.torch} ${dtype}, ${count} sequence(s): ${out.decode_tps.toFixed(2)} tokens/s (load ${out.load_s.toFixed(1)} s, prefill ${out.prefill_s.toFixed(2)} s)`);
+    return out;
+  };
+  const torch1 = torchRun(1, "float32");
+  const torchBatch = torchRun(BATCH, "float32");
+  const torch1bf = torchRun(1, "bfloat16");
+  const agree = (t: number[] | undefined) => (t ? t.findIndex((x, i) => x !== single.tokens[i]) : -2);
+
+  const result = {
+    machine, threads, new_tokens: NEW, prompt_tokens: PROMPT, layer: LAYER, copy_gb_s: copyGBs, bytes_per_token: layerBytes + headBytes, bound_tps: boundTps,
+    single, batch: { ...batch, tokens: undefined, sequences: BATCH }, today_tps: oldTps, same_tokens: same,
+    torch: { single_f32: torch1, batch_f32: torchBatch, single_bf16: torch1bf },
+    small_m_crossover: crossover,
+  };
   const out = join(packageRoot(), "bench", "results");
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, "generate.json"), JSON.stringify(result, null, 2) + "\n");
@@ -114,13 +150,81 @@ async function main(): Promise<void> {
     `- Memory-bandwidth bound of one sequence: ${((layerBytes + headBytes) / 2 ** 30).toFixed(2)} GiB of stored weights per token at ${copyGBs.toFixed(1)} GB/s (copy, read + write) = ${boundTps.toFixed(2)} tokens/s; batched single sequence: ${((100 * single.decode_tps) / boundTps).toFixed(0)}% of it (goal 70%).`,
     `- Batch of ${BATCH} vs one sequence: ${(batch.decode_tps / single.decode_tps).toFixed(1)}x the tokens/s (goal 8x); one sequence vs today's code: ${(single.decode_tps / oldTps).toFixed(1)}x.`,
     `- Same greedy tokens as today's code (single sequence): ${same ? "yes" : "NO"}.`,
-    "- Not measured here: PyTorch on the same checkpoint and batch (issue 11's other goal).",
+    "",
+    "PyTorch in the same run (bench/torch_generate.py: reference/qwen3_minimal.py's model with a KV-cache step, /usr/bin/python3, " +
+      `torch ${torch1?.torch ?? "?"}, ${threads} threads), the same checkpoint, prompt, steering and batch:`,
+    "",
+    markdownTable(
+      ["sequences", "PyTorch dtype", "PyTorch decode tokens/s", "jacsteer decode tokens/s", "jacsteer / PyTorch"],
+      [
+        [1, "float32", torch1, single.decode_tps],
+        [BATCH, "float32", torchBatch, batch.decode_tps],
+        [1, "bfloat16", torch1bf, single.decode_tps],
+      ].map(([count, dtype, t, ours]) => {
+        const tr = t as TorchRun | null;
+        return [String(count), String(dtype), tr ? tr.decode_tps.toFixed(2) : "not run", (ours as number).toFixed(2), tr ? `${((ours as number) / tr.decode_tps).toFixed(2)}x` : "-"];
+      }),
+    ),
+    "",
+    `- Greedy tokens of the single sequence vs PyTorch float32: ${torch1 ? (agree(torch1.tokens) === -1 ? "all equal" : `equal up to token ${agree(torch1.tokens)} (random weights: near-tied logits can differ in float32 rounding)`) : "not run"}.`,
+    "",
+    "The small-M kernel (assembly/matmul.ts gemmDirectBt, bitwise the packed path) against packing the panels and multiplying them, one thread, BF16 weight, C = A W^T:",
+    "",
+    markdownTable(
+      ["M", "weight [N, K]", "direct ms", "pack + gemm ms", "speed-up"],
+      crossover.map((r) => [String(r.m), r.shape, r.direct_ms.toFixed(3), r.packed_ms.toFixed(3), `${(r.packed_ms / r.direct_ms).toFixed(2)}x`]),
+    ),
+    "",
+    "gemmSlice uses the direct kernel for slices of at most 4 rows (assembly/matmul.ts DIRECT_MAX_M).",
     "",
     "Regenerate with `npm run build && node dist/bench/make-checkpoint.js 0.6b && node --experimental-wasm-relaxed-simd dist/bench/generate.js`.",
     "",
   ].join("\n");
   writeFileSync(join(out, "generate.md"), md);
   process.stdout.write(md);
+}
+
+interface TorchRun {
+  load_s: number;
+  prefill_s: number;
+  decode_tps: number;
+  tokens: number[];
+  torch: string;
+  threads: number;
+  dtype: string;
+}
+
+/** One thread: gemmDirectBt against packPanels + gemmPacked on a random BF16 weight, best of 5 rounds per M. */
+function smallMCrossover(rt: Runtime, d: number, I: number): { m: number; shape: string; direct_ms: number; packed_ms: number }[] {
+  const out: { m: number; shape: string; direct_ms: number; packed_ms: number }[] = [];
+  for (const [N, K] of [[I, d], [d, I]] as const) {
+    const mark = rt.heap.mark();
+    const w = rt.heap.alloc(N * K * 2);
+    const raw = new Uint16Array(rt.memory.buffer, w, N * K);
+    for (let i = 0; i < raw.length; i++) raw[i] = 0x3c00 + ((i * 2654435761) >>> 24) - 128; // bf16 values around 0.0078
+    const a = rt.heap.allocF32(8 * K), c = rt.heap.allocF32(8 * N), p = rt.heap.allocF32(packedFloats(N, K));
+    rt.heap.f32(a, 8 * K).fill(0.5);
+    const BF16_BT = 1 << 1;
+    for (const m of [1, 2, 3, 4, 5, 6, 8]) {
+      const time = (f: () => void) => {
+        let best = Infinity;
+        for (let r = 0; r < 5; r++) {
+          const t = performance.now();
+          for (let i = 0; i < 4; i++) f();
+          best = Math.min(best, (performance.now() - t) / 4);
+        }
+        return best;
+      };
+      const direct_ms = time(() => rt.k.gemmDirectBt(a, K, w, BF16_BT, K, 0, c, N, m, N, K, 0));
+      const packed_ms = time(() => {
+        rt.k.packPanels(w, BF16_BT, K, 0, N, K, p);
+        rt.k.gemmPacked(a, K, p, c, N, m, N, K, 0);
+      });
+      out.push({ m, shape: `[${N}, ${K}]`, direct_ms, packed_ms });
+    }
+    rt.heap.release(mark);
+  }
+  return out;
 }
 
 main().catch((e) => {

@@ -23,6 +23,7 @@ export * from "./io/control-vector.js";
 export * from "./tokenizer/index.js";
 export * from "./verify/verify.js";
 export * as melbo from "./melbo/melbo.js";
+export { EngineMelboObjective } from "./melbo/engine-objective.js";
 export * as caa from "./caa/caa.js";
 export * as compare from "./compare/compare.js";
 export * as generation from "./generation/index.js";

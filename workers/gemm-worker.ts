@@ -34,19 +34,16 @@ const instance = new WebAssembly.Instance(module, {
   },
 });
 const kernels = instance.exports as unknown as Record<string, (...args: number[]) => unknown>;
-type Gemm = (a: number, lda: number, packed: number, c: number, ldc: number, M: number, N: number, K: number, acc: number) => void;
-const gemmPacked = kernels.gemmPacked as unknown as Gemm;
-type Pack = (src: number, kind: number, ld: number, n0: number, n1: number, K: number, dst: number) => void;
-const packPanels = kernels.packPanels as unknown as Pack;
+type Slice = (a: number, lda: number, packed: number, c: number, ldc: number, M: number, N: number, K: number, acc: number, src: number, kind: number, ld: number, n0: number) => void;
+const gemmSlice = kernels.gemmSlice as unknown as Slice;
 const pingCell = new Int32Array(new SharedArrayBuffer(4));
 
 function runUnit(task: GemmTask, i: number): void {
   const s = task.gemm?.[i];
   if (s) {
     for (let j = 0; j < s.length; j += 13) {
-      // Streamed weights: pack this slice's panels first (the same call as runGemmSlices makes).
-      if (s[j + 9]) packPanels(s[j + 9], s[j + 10], s[j + 11], s[j + 12], s[j + 12] + s[j + 6], s[j + 7], s[j + 2]);
-      gemmPacked(s[j], s[j + 1], s[j + 2], s[j + 3], s[j + 4], s[j + 5], s[j + 6], s[j + 7], s[j + 8]);
+      // The same call as runGemmSlices makes (streamed weights packed first, or read directly).
+      gemmSlice(s[j], s[j + 1], s[j + 2], s[j + 3], s[j + 4], s[j + 5], s[j + 6], s[j + 7], s[j + 8], s[j + 9], s[j + 10], s[j + 11], s[j + 12]);
     }
   }
   const calls = task.tasks?.[i];

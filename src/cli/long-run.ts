@@ -60,11 +60,16 @@ const FIELD_NAMES: Record<string, string> = {
   init_sha256: "--init",
   at_sha256: "--at (with --at-scale)",
   kernels: "the kernel build",
+  steps: "--steps",
+  radius: "--radius (or its default from the model)",
+  p: "--p",
+  q: "--q",
+  lr: "--lr",
+  weight_decay: "--weight-decay",
 };
 
-export function runIdentity(r: RunIdentityInput): Record<string, string> {
-  const sha = (bytes: Uint8Array | null) => (bytes ? createHash("sha256").update(bytes).digest("hex") : "");
-  const initBytes = r.init ? new Uint8Array(Float64Array.from(r.init.flatMap((v) => Array.from(v))).buffer) : null;
+/** The identity fields every long run shares: the model, the prompts and the steering site. */
+function siteIdentity(r: Pick<RunIdentityInput, "config" | "modelName" | "prompts" | "sourceLayer" | "targetLayer" | "positions">): Record<string, string> {
   return {
     model_config: modelConfigKey(r.config),
     model: r.modelName,
@@ -73,6 +78,14 @@ export function runIdentity(r: RunIdentityInput): Record<string, string> {
     target_layer: String(r.targetLayer),
     positions: describePositions(r.positions),
     position_weights: describePositionWeights(r.positions),
+  };
+}
+
+export function runIdentity(r: RunIdentityInput): Record<string, string> {
+  const sha = (bytes: Uint8Array | null) => (bytes ? createHash("sha256").update(bytes).digest("hex") : "");
+  const initBytes = r.init ? new Uint8Array(Float64Array.from(r.init.flatMap((v) => Array.from(v))).buffer) : null;
+  return {
+    ...siteIdentity(r),
     method: r.method,
     num_vectors: String(r.numVectors),
     block_size: String(r.blockSize),
@@ -123,10 +136,39 @@ export function stateFlags(f: Record<string, unknown>): StateFlags {
 export interface LongRunOptions extends StateFlags {
   identity: Record<string, string>;
   dim: number;
+  /** lanczos or power (a solver run to a tolerance), or melbo: a fixed count of blocks (maxIters). */
   method: string;
   tol: number;
   maxIters: number | undefined;
+  /** What one block is called in the interrupt line (default "block product"). */
+  unit?: string;
   log: (msg: string) => void;
+}
+
+/** What identifies a MELBO run: every flag and input that changes the sequence of evaluations. */
+export interface MelboIdentityInput extends Pick<RunIdentityInput, "config" | "modelName" | "prompts" | "sourceLayer" | "targetLayer" | "positions" | "numVectors" | "seed" | "kernels"> {
+  steps: number;
+  radius: number;
+  p: number;
+  q: number;
+  lr: number;
+  weightDecay: number;
+}
+
+export function melboIdentity(r: MelboIdentityInput): Record<string, string> {
+  return {
+    ...siteIdentity(r),
+    method: "melbo",
+    num_vectors: String(r.numVectors),
+    steps: String(r.steps),
+    radius: String(r.radius),
+    p: String(r.p),
+    q: String(r.q),
+    lr: String(r.lr),
+    weight_decay: String(r.weightDecay),
+    seed: String(r.seed),
+    kernels: r.kernels,
+  };
 }
 
 /** One solver run with state saving, resuming, an ETA and interrupt handling. */
@@ -143,14 +185,18 @@ export class LongRun {
       this.saved = o.resumed.blocks.length;
     }
     // Lanczos converges on the largest relative residual; power iteration stops on the subspace change
-    // and then applies A once more (the final Rayleigh-Ritz block).
-    const lanczos = o.method === "lanczos";
-    this.eta = new EtaEstimator({
-      tol: o.tol,
-      maxBlocks: o.maxIters === undefined ? undefined : o.maxIters + (lanczos ? 0 : 1),
-      finalBlocks: lanczos ? 0 : 1,
-      metricName: lanczos ? "residual" : "subspace change",
-    });
+    // and then applies A once more (the final Rayleigh-Ritz block). MELBO makes a fixed count.
+    const lanczos = o.method === "lanczos", fixed = o.method === "melbo";
+    this.eta = new EtaEstimator(
+      fixed
+        ? { tol: 0, maxBlocks: o.maxIters, metricName: "loss" }
+        : {
+            tol: o.tol,
+            maxBlocks: o.maxIters === undefined ? undefined : o.maxIters + (lanczos ? 0 : 1),
+            finalBlocks: lanczos ? 0 : 1,
+            metricName: lanczos ? "residual" : "subspace change",
+          },
+    );
   }
 
   /** The operator to hand the solver: answers from the --resume log first, saves after each block. */
@@ -164,7 +210,7 @@ export class LongRun {
       onBlock: this.o.statePath === undefined ? undefined : (log) => this.save(log),
     });
     this.op = resumable;
-    if (this.o.resumed) this.o.log(`jacsteer: resuming from ${this.o.resumePath}: replaying its ${this.o.resumed.blocks.length} block products`);
+    if (this.o.resumed) this.o.log(`jacsteer: resuming from ${this.o.resumePath}: replaying its ${this.o.resumed.blocks.length} ${this.o.unit ?? "block product"}s`);
     return {
       dim: resumable.dim,
       log: resumable.log,
@@ -185,12 +231,24 @@ export class LongRun {
 
   /** Print a progress line with the ETA; replayed blocks print nothing but the last one. */
   progress(p: Progress, line: string): void {
+    const metric = this.o.method === "lanczos" ? Math.max(...(p.relativeResiduals ?? p.residuals)) : p.subspaceChange;
+    this.observe(p.iteration, metric, line);
+  }
+
+  /**
+   * A run of a fixed count of blocks (MELBO): `block` of them done; `line` (or null: time it, print
+   * nothing) gets the ETA.
+   */
+  step(block: number, line: string | null): void {
+    this.observe(block, Number.NaN, line);
+  }
+
+  private observe(block: number, metric: number, line: string | null): void {
     const now = performance.now();
     const replayed = this.op?.lastReplayed ?? false;
-    const metric = this.o.method === "lanczos" ? Math.max(...(p.relativeResiduals ?? p.residuals)) : p.subspaceChange;
-    this.eta.observe({ block: p.iteration, metric, seconds: replayed ? undefined : (now - this.lastTime) / 1000 });
+    this.eta.observe({ block, metric, seconds: replayed ? undefined : (now - this.lastTime) / 1000 });
     this.lastTime = now;
-    if (replayed && p.iteration < (this.op?.replayLength ?? 0)) return;
+    if (line === null || (replayed && block < (this.op?.replayLength ?? 0))) return;
     this.o.log(`${line} | ${replayed ? "replayed" : this.eta.format()}`);
   }
 
@@ -220,7 +278,8 @@ export class LongRun {
   }
 
   private interruptMessage(signal: NodeJS.Signals): string {
-    const blocks = `${this.saved} block product${this.saved === 1 ? "" : "s"}`;
+    const unit = this.o.unit ?? "block product";
+    const blocks = `${this.saved} ${unit}${this.saved === 1 ? "" : "s"}`;
     if (this.o.statePath === undefined) {
       return `jacsteer: interrupted (${signal}); nothing was saved (run with --state FILE to be able to resume)`;
     }

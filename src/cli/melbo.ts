@@ -4,12 +4,21 @@
 import { createHash } from "node:crypto";
 import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { checkOutPath, defaultLayers, defaultModelDir, loadModel, log, resolvePrompts, warn, warnings, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
+import { checkOutPath, defaultLayers, defaultModelDir, log, resolvePrompts, warn, warnings, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { encodeVectorFile } from "../io/vector-file.js";
 import { modelConfigKey } from "../io/run-identity.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
-import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MELBO_MAX_LATE_RISE, MelboObjective, defaultRadius, lateRise, trainMelbo } from "../melbo/melbo.js";
+import { checkSiteLayers } from "../jacobian/steering-jacobian.js";
+import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MELBO_MAX_LATE_RISE, defaultRadius, lateRise, melboEvaluations, trainMelboAsync, type MelboResult } from "../melbo/melbo.js";
+import { EngineMelboObjective } from "../melbo/engine-objective.js";
+import { SteeringEngine } from "../engine/steering-engine.js";
+import { createParallelGemm } from "../node/thread-pool.js";
+import { createNodeRuntime } from "../node/runtime.js";
+import { openCheckpoint } from "../node/checkpoint.js";
+import { LONG_RUN_OPTIONS, LongRun, melboIdentity, stateFlags } from "./long-run.js";
+import { threadsFlag } from "./threads.js";
+import { weightsFlag } from "./weights-flag.js";
 
 export const MELBO_HELP = `jacsteer melbo: MELBO steering vectors: n orthogonal vectors sv of norm R maximising
   ( sum over prompts and target positions t of ||h_T,t(sv) - h_T,t(0)||^p )^(1/q)
@@ -32,8 +41,24 @@ where sv is added to the output of layer S at every position and h_T,t is layer 
   --weight-decay X         AdamW decoupled weight decay (default ${MELBO_ADAMW.weightDecay}, as the MELBO code)
   --p P, --q Q             exponents of the objective (default p ${MELBO_DEFAULTS.p}, q ${MELBO_DEFAULTS.q})
   --seed N                 random start of each vector (default 0)
+  --threads N              worker threads (default: all cores; more than the cores is capped, with a line)
+  --weights MODE           layers S+1..T, kept in their stored dtype (BF16 stays BF16):
+                             resident  read once and kept
+                             stream    read from the checkpoint every step (two layers in memory: any size)
+                             auto      resident when they fit 2 GiB, else stream (default; printed)
   --out FILE.safetensors   write the vectors and run metadata (method "melbo")
   --json                   print a JSON summary (final losses, loss curves, radius, ...) on stdout
+  --quiet                  no progress on stderr (warnings and errors still appear)
+  --state FILE             save the run to FILE after every step (atomically: the objective's value and
+                           gradient at every point so far), so an interrupted run can be continued;
+                           refuses to overwrite an existing FILE
+  --resume FILE            continue the run saved in FILE (same command and flags; refused with a line
+                           naming what differs otherwise), saving to FILE unless --state says elsewhere;
+                           the vectors are bitwise those of an uninterrupted run
+
+Each step runs layers S+1..T forward at the current vector for all prompts together and takes the
+gradient from the batched VJP power-iter uses (the steering engine); the vectors do not depend on
+--threads or --weights. Progress lines end with the time left.
 `;
 
 const OPTIONS: Options = {
@@ -47,8 +72,11 @@ const OPTIONS: Options = {
   p: { type: "string" },
   q: { type: "string" },
   seed: { type: "string" },
+  threads: { type: "string" },
+  weights: { type: "string" },
   out: { type: "string" },
   json: { type: "boolean" },
+  ...LONG_RUN_OPTIONS,
   help: { type: "boolean", short: "h" },
 };
 
@@ -78,56 +106,100 @@ export async function melbo(argv: string[]): Promise<number> {
   if (weightDecay < 0) throw new UsageError(`--weight-decay ${weightDecay}: must not be negative`);
   if (lr * weightDecay >= 1) throw new UsageError(`--weight-decay ${weightDecay} with --lr ${lr}: lr x weight decay must be below 1`);
   const seed = intFlag(f, "seed", 0, 0)!;
+  const threads = threadsFlag(f, log);
+  const weights = weightsFlag(f);
   checkOutPath(f.out as string | undefined);
+  const state = stateFlags(f);
 
   const started = performance.now();
-  const { openCheckpoint } = await import("../node/checkpoint.js");
-  const peek = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
-  const L = peek.config.numLayers;
-  peek.close();
-  const defaults = defaultLayers(L);
-  const S = intFlag(f, "source-layer", defaults.source)!;
-  const T = intFlag(f, "target-layer", defaults.target)!;
-  if (f["source-layer"] === undefined || f["target-layer"] === undefined) {
-    log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
+  const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
+  let result: MelboResult, objective: EngineMelboObjective, engine: SteeringEngine | undefined;
+  let radius: number, medianNorm: number, prompts: number[][], build: string, S: number, T: number, L: number, d: number;
+  try {
+    L = ckpt.config.numLayers;
+    const defaults = defaultLayers(L);
+    S = intFlag(f, "source-layer", defaults.source)!;
+    T = intFlag(f, "target-layer", defaults.target)!;
+    if (f["source-layer"] === undefined || f["target-layer"] === undefined) {
+      log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
+    }
+    checkSiteLayers(L, S, T);
+    d = ckpt.config.hiddenSize;
+    if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}: that many orthogonal vectors do not exist`);
+    prompts = await resolvePrompts(promptFlags(f), ckpt);
+    const rt = await createNodeRuntime();
+    build = rt.build;
+    log(
+      `jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} positions ${describePositions(positions)}${describePositionWeights(positions) ? ` weights ${describePositionWeights(positions)}` : ""}; ` +
+        `${prompts.length} prompt(s) of ${prompts.map((t) => t.length).join(", ")} tokens; threads ${threads}; kernels ${rt.build}`,
+    );
+    const gemm = await createParallelGemm(rt, threads);
+    try {
+      engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, { sourceLayer: S, targetLayer: T, positions }, { gemm, log, weights });
+    } catch (e) {
+      await gemm.close();
+      throw e;
+    }
+    try {
+      objective = new EngineMelboObjective(engine, { p, q });
+      const norms = objective.sourceNorms();
+      radius = radiusFlag ?? defaultRadius(norms);
+      medianNorm = defaultRadius(norms) / DEFAULT_RADIUS_FACTOR;
+      log(
+        `jacsteer: radius R = ${radius.toPrecision(6)}${radiusFlag === undefined ? ` (default: ${DEFAULT_RADIUS_FACTOR} x the median layer-${S} norm ${medianNorm.toPrecision(6)}; set --radius to tune)` : ` (median layer-${S} norm ${medianNorm.toPrecision(6)})`}; ` +
+          `p ${p}, q ${q}, lr ${lr}, ${steps} steps, ${n} vector(s)`,
+      );
+      // Each evaluation of the objective is one "block" of the long run: its answer [loss, gradient]
+      // is what the state file logs and --resume replays (the training is a deterministic function of them).
+      const total = melboEvaluations(n, steps);
+      const identity = melboIdentity({ config: ckpt.config, modelName: ckpt.name, prompts, sourceLayer: S, targetLayer: T, positions, numVectors: n, steps, radius, p, q, lr, weightDecay, seed, kernels: rt.build });
+      const longRun = new LongRun({ ...state, identity, dim: d + 1, method: "melbo", tol: 0, maxIters: total, unit: "evaluation", log });
+      const obj = objective;
+      const resumable = longRun.wrap({
+        dim: d + 1,
+        applyBlock: async ([sv]) => {
+          const { loss, gradient } = await obj.evaluate({ sv: sv!, gradient: gradientNext });
+          const w = new Float64Array(d + 1);
+          w[0] = loss;
+          if (gradient) w.set(gradient, 1);
+          return [w];
+        },
+      });
+      let gradientNext = true;
+      let evaluations = 0;
+      const every = Math.max(1, Math.round(steps / 10));
+      result = await longRun.run(() =>
+        trainMelboAsync(
+          d,
+          async (r) => {
+            gradientNext = r.gradient;
+            const [w] = await resumable.applyBlock([r.sv]);
+            evaluations++;
+            return { loss: w![0]!, gradient: r.gradient ? w!.subarray(1) : null };
+          },
+          {
+            numVectors: n,
+            steps,
+            radius,
+            seed,
+            adam: { ...MELBO_ADAMW, lr, weightDecay },
+            onStep: ({ vector, step, loss }) => {
+              const print = step === 1 || step % every === 0 || step === steps;
+              longRun.step(evaluations, print ? `vector ${vector + 1}/${n} step ${step}/${steps}: loss ${loss.toPrecision(6)}` : null);
+            },
+          },
+        ),
+      );
+    } finally {
+      await engine.close();
+    }
+    if (engine.stream) {
+      const st = engine.stream;
+      log(`engine: streamed ${st.reads} layer reads (${(st.bytesRead / 1e9).toFixed(1)} GB); the steps waited ${st.waitSeconds.toFixed(1)} s for reads`);
+    }
+  } finally {
+    ckpt.close();
   }
-  if (S < 0 || S >= L) throw new UsageError(`--source-layer ${S} is out of range: the model has layers 0..${L - 1}`);
-  if (T < 0 || T >= L) throw new UsageError(`--target-layer ${T} is out of range: the model has layers 0..${L - 1}`);
-  if (S > T) throw new UsageError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
-
-  const { rt, ckpt, model } = await loadModel(f.model as string | undefined, { layers: T + 1 });
-  const d = model.config.hiddenSize;
-  if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}: that many orthogonal vectors do not exist`);
-  const prompts = await resolvePrompts(
-    promptFlags(f),
-    ckpt,
-  );
-  const objective = new MelboObjective(model, prompts, { sourceLayer: S, targetLayer: T, positions });
-  const norms = objective.sourceNorms();
-  const radius = radiusFlag ?? defaultRadius(norms);
-  const medianNorm = defaultRadius(norms) / DEFAULT_RADIUS_FACTOR;
-  log(
-    `jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} positions ${describePositions(positions)}${describePositionWeights(positions) ? ` weights ${describePositionWeights(positions)}` : ""}; ` +
-      `${prompts.length} prompt(s) of ${prompts.map((t) => t.length).join(", ")} tokens; kernels ${rt.build}`,
-  );
-  log(
-    `jacsteer: radius R = ${radius.toPrecision(6)}${radiusFlag === undefined ? ` (default: ${DEFAULT_RADIUS_FACTOR} x the median layer-${S} norm ${medianNorm.toPrecision(6)}; set --radius to tune)` : ` (median layer-${S} norm ${medianNorm.toPrecision(6)})`}; ` +
-      `p ${p}, q ${q}, lr ${lr}, ${steps} steps, ${n} vector(s)`,
-  );
-
-  const every = Math.max(1, Math.round(steps / 10));
-  const result = trainMelbo(objective, {
-    numVectors: n,
-    steps,
-    radius,
-    seed,
-    p,
-    q,
-    adam: { ...MELBO_ADAMW, lr, weightDecay },
-    onStep: ({ vector, step, loss }) => {
-      if (step === 1 || step % every === 0 || step === steps) log(`vector ${vector + 1}/${n} step ${step}/${steps}: loss ${loss.toPrecision(6)}`);
-    },
-  });
   const seconds = (performance.now() - started) / 1000;
   const rises = result.losses.map((curve, i) => lateRise(curve, result.finalLosses[i]));
   rises.forEach((rise, i) => {
@@ -144,7 +216,7 @@ export async function melbo(argv: string[]): Promise<number> {
     method: "melbo",
     model: ckpt.name,
     model_path: ckpt.dir,
-    model_config: modelConfigKey(model.config),
+    model_config: modelConfigKey(ckpt.config),
     source_layer: String(S),
     target_layer: String(T),
     positions: describePositions(positions),
@@ -167,7 +239,9 @@ export async function melbo(argv: string[]): Promise<number> {
     chat: String(!!f.chat),
     dtype: "float32",
     implementation: "jacsteer",
-    kernels: rt.build,
+    threads: String(threads),
+    weights: engine.weightPlan.mode,
+    kernels: build,
   };
   if (f.out !== undefined) {
     writeFileAtomic(f.out as string, encodeVectorFile({ vectors, metadata }));
@@ -193,7 +267,9 @@ export async function melbo(argv: string[]): Promise<number> {
       positions: typeof positions === "number" ? positions : describePositions(positions),
       position_weights: describePositionWeights(positions) || null,
       model: ckpt.name,
-      kernels: rt.build,
+      kernels: build,
+      threads,
+      weights: engine.weightPlan.mode,
       out: f.out ?? null,
       late_rise: rises,
       warnings: warnings(),
@@ -205,6 +281,5 @@ export async function melbo(argv: string[]): Promise<number> {
     lines.push(`${n} vector(s) of norm ${radius.toPrecision(6)}, ${steps} steps each, ${seconds.toFixed(2)} s`);
     process.stdout.write(lines.join("\n") + "\n");
   }
-  ckpt.close();
   return 0;
 }

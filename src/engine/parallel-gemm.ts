@@ -41,8 +41,10 @@ export interface GemmJob {
 }
 
 /**
- * Numbers per slice: one raw rt.k.gemmPacked call (a, lda, packed, c, ldc, M, N, K, accumulate),
- * preceded, when src != 0, by packPanels(src, kind, ld, n0, n0 + N, K, packed) (src, kind, ld, n0).
+ * Numbers per slice: the arguments of one rt.k.gemmSlice call (assembly/matmul.ts): a gemmPacked call
+ * (a, lda, packed, c, ldc, M, N, K, accumulate) preceded, when src != 0, by packPanels(src, kind, ld,
+ * n0, n0 + N, K, packed) (src, kind, ld, n0); for a few rows of a forward product the kernel reads the
+ * stored weight directly instead (gemmDirectBt, bitwise the same C).
  */
 export const SLICE_ARGS = 13;
 
@@ -99,11 +101,9 @@ export function gemmSlices(jobs: readonly GemmJob[], part: number, parts: number
 
 /** Run flattened slices on this thread (workers/gemm-worker.ts runs them the same way). */
 export function runGemmSlices(rt: Runtime, slices: readonly number[]): void {
-  const gemm = rt.k.gemmPacked;
-  const pack = rt.k.packPanels;
+  const slice = rt.k.gemmSlice;
   for (let s = 0; s < slices.length; s += SLICE_ARGS) {
-    if (slices[s + 9]) pack(slices[s + 9], slices[s + 10], slices[s + 11], slices[s + 12], slices[s + 12] + slices[s + 6], slices[s + 7], slices[s + 2]);
-    gemm(slices[s], slices[s + 1], slices[s + 2], slices[s + 3], slices[s + 4], slices[s + 5], slices[s + 6], slices[s + 7], slices[s + 8]);
+    slice(slices[s], slices[s + 1], slices[s + 2], slices[s + 3], slices[s + 4], slices[s + 5], slices[s + 6], slices[s + 7], slices[s + 8], slices[s + 9], slices[s + 10], slices[s + 11], slices[s + 12]);
   }
 }
 

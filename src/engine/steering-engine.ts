@@ -121,6 +121,8 @@ export class SteeringEngine {
     private readonly ctx: LayerContext,
     private readonly layers: readonly KeptLayer[],
     private readonly saved: readonly SavedLayer[],
+    /** Output of layer S without steering [sum T_p, d]: where every point's forward starts. */
+    private readonly base: number,
     /** Output of layer T [sum T_p, d]. */
     private readonly output: number,
     loadSeconds: { embedding: number; prefix: number; suffix: number },
@@ -218,7 +220,9 @@ export class SteeringEngine {
       layers.push({ index: i, norms: loadLayerNorms(rt, config, source, i) });
       saved.push(allocSavedLayer(rt, dims, rows, probFloats));
     }
-    const output = saved.length ? heap.allocF32(rows * d) : h;
+    // Layer T's output has its own buffer even when S = T: h keeps layer S's unsteered output, from
+    // which moveTo() runs layers S+1..T again at another point.
+    const output = heap.allocF32(rows * d);
     const kept = Tl > S ? (resident ? new LayerStream(rt, config, source, S + 1, Tl, Math.max(2, Tl - S)) : new LayerStream(rt, config, source, 0, Tl)) : null;
     log(
       resident
@@ -227,6 +231,7 @@ export class SteeringEngine {
     );
 
     const mark = heap.mark();
+    let engine: SteeringEngine;
     try {
       // Layers 0..S go through two slots: the streamed layers' own, or (resident) two released with this scope.
       const prefix = resident || !kept ? new LayerStream(rt, config, source, 0, S) : kept;
@@ -242,30 +247,44 @@ export class SteeringEngine {
       }
       loadSeconds.prefix = (performance.now() - t0) / 1000 - loadSeconds.embedding;
       log(`engine: layers 0..${S} run once for ${prompts.length} prompt(s) (${loadSeconds.prefix.toFixed(1)} s)`);
-      // sv0 enters at the output of layer S.
-      const first = saved[0]?.hIn ?? output;
-      rt.k.copy(first, h, rows * d);
-      if (site.at) {
-        const at = heap.allocF32(d);
-        heap.f32(at, d).set(site.at);
-        rt.k.addRowVector(first, at, first, rows, d);
-      }
+      engine = new SteeringEngine(rt, config, prompts, site, ctx, layers, saved, h, output, loadSeconds, kept, plan);
       const t1 = performance.now();
-      for (let l = 0; l < layers.length; l++) {
-        const kl = layers[l]!;
-        const staged = await kept!.acquire(kl.index, l + 1 < layers.length ? kl.index + 1 : kl.index - 1);
-        await layerForward(ctx, { index: kl.index, norms: kl.norms, fwd: staged.fwd, bwd: null }, saved[l]!, l + 1 < saved.length ? saved[l + 1]!.hIn : output);
-        await yieldToEventLoop();
-      }
+      await engine.forwardAt(site.at ?? null);
       loadSeconds.suffix = (performance.now() - t1) / 1000;
       if (layers.length) log(`engine: layers ${S + 1}..${Tl} read and run at sv0 (${loadSeconds.suffix.toFixed(1)} s)`);
     } finally {
       heap.release(mark);
     }
-    return new SteeringEngine(rt, config, prompts, site, ctx, layers, saved, output, loadSeconds, kept, plan);
+    return engine;
   }
 
-  /** Target activations per prompt at sv0 (selected rows, weights applied; K*d each for the last K). */
+  /**
+   * Move the point the engine linearises at to sv0 = sv (null: zero): layers S+1..T run forward again
+   * from the kept output of layer S, saving what the products read, so targets(), applyJ, applyJt and
+   * normalProducts are then at sv. MELBO's gradient ascent moves it every step (the nonlinear forward
+   * at each point, then one VJP).
+   */
+  async moveTo(sv: ArrayLike<number> | null): Promise<void> {
+    if (sv) this.checkBlock([sv], this.inputDim, "moveTo");
+    else if (this.closed) throw new Error("moveTo: the engine is closed");
+    return this.exclusive(() => this.forwardAt(sv));
+  }
+
+  /**
+   * Norm of every row of layer S's unsteered output (every position of every prompt, in prompt order):
+   * the scale MELBO's default radius is taken from.
+   */
+  sourceNorms(): number[] {
+    const d = this.inputDim;
+    const view = this.rt.heap.f32(this.base, this.ctx.rows * d);
+    return Array.from({ length: this.ctx.rows }, (_, r) => {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += view[r * d + j]! * view[r * d + j]!;
+      return Math.sqrt(s);
+    });
+  }
+
+  /** Target activations per prompt at the current point (sv0, or moveTo's; selected rows, weights applied; K*d each for the last K). */
   targets(): Float32Array[] {
     return this.ctx.prompts.map((p, i) => this.gatherTarget(this.output + 4 * p.row * this.inputDim, this.selections[i]!));
   }
@@ -474,6 +493,28 @@ export class SteeringEngine {
     const nextIndex = next === null || next < 0 || next >= this.layers.length ? null : this.layers[next]!.index;
     const staged = await this.slots!.acquire(kl.index, nextIndex);
     return { index: kl.index, norms: kl.norms, fwd: staged.fwd, bwd: staged.bwd };
+  }
+
+  /**
+   * Layers S+1..T forward at sv0 = base + sv (every row), saving their primal; the output of T in
+   * `output`. Runs in the caller's heap region (build's, or moveTo's exclusive one).
+   */
+  private async forwardAt(sv: ArrayLike<number> | null): Promise<void> {
+    const { rt, ctx } = this;
+    const d = this.inputDim, rows = ctx.rows;
+    const first = this.saved[0]?.hIn ?? this.output;
+    rt.k.copy(first, this.base, rows * d);
+    if (sv) {
+      const at = rt.heap.allocF32(d);
+      rt.heap.f32(at, d).set(Float32Array.from(sv));
+      rt.k.addRowVector(first, at, first, rows, d);
+    }
+    const L = this.layers.length;
+    for (let l = 0; l < L; l++) {
+      // As a JVP's pass: after the last layer a VJP may turn around (L-1 held, then L-2).
+      const w = await this.weightsOf(l, l + 1 < L ? l + 1 : L - 2);
+      await layerForward(ctx, { index: w.index, norms: w.norms, fwd: w.fwd, bwd: null }, this.saved[l]!, l + 1 < L ? this.saved[l + 1]!.hIn : this.output);
+    }
   }
 
   /** The streamed layers' slots (stream mode), for their read statistics; null when resident. */

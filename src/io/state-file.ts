@@ -1,5 +1,6 @@
-// The state file of `power-iter --state/--resume`: which run it is, and the replay log of every block
-// product so far (src/solvers/replay.ts explains why a log is the state).
+// The state file of `power-iter` and `melbo` `--state/--resume`: which run it is, and the replay log of every block
+// product so far (src/solvers/replay.ts explains why a log is the state). For melbo a "block" is one
+// evaluation of the objective and its product is [loss, gradient] (dim = hidden size + 1).
 //
 // Layout (little-endian), chosen so a reader needs nothing but this comment:
 //   bytes 0..7    ASCII "JSSTATE1"

@@ -75,8 +75,25 @@ function scaleTo(v: Float64Array, R: number): void {
   for (let i = 0; i < v.length; i++) v[i] *= R / n;
 }
 
-export function trainMelbo(objective: MelboObjective, opts: MelboOptions): MelboResult {
-  const d = objective.dim;
+/** What the training asks of the objective: L at sv, and dL/dsv when `gradient`. */
+export interface MelboRequest {
+  sv: Float64Array;
+  gradient: boolean;
+}
+
+/** The objective's answer: L(sv), and dL/dsv (float64) when asked. */
+export interface MelboAnswer {
+  loss: number;
+  gradient: Float64Array | null;
+}
+
+/**
+ * The training as a generator (like the solver bodies, src/solvers/common.ts): it yields the points
+ * it needs the objective at and receives the answers, so one body serves the autodiff reference
+ * (trainMelbo, synchronous) and the batched engine (trainMelboAsync), and a run is a deterministic
+ * function of the answers it receives: replaying them resumes it bit for bit (src/solvers/replay.ts).
+ */
+export function* melboBody(d: number, opts: Omit<MelboOptions, "p" | "q">): Generator<MelboRequest, MelboResult, MelboAnswer> {
   const { numVectors, steps, radius: R } = opts;
   if (numVectors > d) throw new Error(`MELBO: ${numVectors} orthogonal vectors do not fit in dimension ${d}`);
   if (!(R > 0) || !Number.isFinite(R)) throw new Error(`MELBO: radius ${R} must be positive`);
@@ -92,9 +109,9 @@ export function trainMelbo(objective: MelboObjective, opts: MelboOptions): Melbo
     const adam = new AmsgradAdamW(d, opts.adam);
     const curve: number[] = [];
     for (let step = 0; step < steps; step++) {
-      const { loss, gradient } = objective.evaluate(x, opts);
+      const { loss, gradient } = yield { sv: x, gradient: true };
       curve.push(loss);
-      const g = gradient!;
+      const g = Float64Array.from(gradient!);
       for (let i = 0; i < d; i++) g[i] = -g[i];
       projectOff(g, units);
       let c = 0;
@@ -107,11 +124,32 @@ export function trainMelbo(objective: MelboObjective, opts: MelboOptions): Melbo
     }
     vectors.push(x);
     losses.push(curve);
-    finalLosses.push(objective.evaluate(x, opts, false).loss);
+    finalLosses.push((yield { sv: x, gradient: false }).loss);
     const unit = Float64Array.from(x, (v) => v / R);
     units.push(unit);
   }
   return { vectors, losses, finalLosses };
+}
+
+/** Objective evaluations a run makes: steps + 1 per vector (the last one without a gradient). */
+export function melboEvaluations(numVectors: number, steps: number): number {
+  return numVectors * (steps + 1);
+}
+
+/** MELBO on the autodiff objective (the single-thread reference). */
+export function trainMelbo(objective: MelboObjective, opts: MelboOptions): MelboResult {
+  const body = melboBody(objective.dim, opts);
+  let next = body.next();
+  while (!next.done) next = body.next(objective.evaluate(next.value.sv, opts, next.value.gradient));
+  return next.value;
+}
+
+/** MELBO with an objective that may answer asynchronously (the batched engine, engine-objective.ts). */
+export async function trainMelboAsync(dim: number, evaluate: (r: MelboRequest) => Promise<MelboAnswer>, opts: Omit<MelboOptions, "p" | "q">): Promise<MelboResult> {
+  const body = melboBody(dim, opts);
+  let next = body.next();
+  while (!next.done) next = body.next(await evaluate(next.value));
+  return next.value;
 }
 
 /**

@@ -2,7 +2,7 @@
 // "melbo") holds orthogonal vectors of norm R with the run's metadata; progress goes to stderr; the
 // summary's final losses are the objective at the written vectors (float64 reference); bad input
 // exits 1 with one line naming the flag and leaves no file.
-import { rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
@@ -12,6 +12,7 @@ import { makeTempDir, writeTempCheckpoint, SMALL_SHAPE } from "../helpers/checkp
 import { loadRefWeights, refHiddenStates } from "../helpers/qwen3-reference.js";
 
 import { expectInputError, jacsteer } from "../helpers/cli.js";
+import { decodeStateFile, encodeStateFile } from "../../src/io/state-file.js";
 
 const cleanup: (() => void)[] = [];
 afterAll(() => cleanup.forEach((f) => f()));
@@ -95,5 +96,72 @@ describe("jacsteer melbo", () => {
     expectInputError([...base, "--position-weights", "1,2,3"], /--position-weights 1,2,3: 3 weight\(s\), but --positions 2 selects 2/);
     expectInputError([...base, "--source-layer", "3"], /--source-layer 3 is out of range: the model has layers 0..2/);
     expectInputError(["melbo", "--model", ck.dir, "--source-layer", "0", "--target-layer", "1"], /no prompt given/);
+  });
+
+  it("--threads and --weights: bitwise the same file; --json reports them", () => {
+    const dir = tempDir();
+    const run = (name: string, extra: string[]) => {
+      const out = join(dir, name);
+      const r = jacsteer([...base, "--num-vectors", "2", "--steps", "6", "--lr", "0.02", "--out", out, "--json", ...extra]);
+      expect(r.code, r.stderr).toBe(0);
+      return { bytes: readFileSync(out), s: JSON.parse(r.stdout) };
+    };
+    const one = run("a.safetensors", ["--threads", "1", "--weights", "resident"]);
+    const two = run("b.safetensors", ["--threads", "2", "--weights", "stream"]);
+    expect(one.s).toMatchObject({ threads: 1, weights: "resident" });
+    expect(two.s).toMatchObject({ threads: 2, weights: "stream" });
+    expect(two.s.final_losses).toEqual(one.s.final_losses);
+    // The metadata records threads and weights, so compare the vectors' bytes.
+    const a = decodeVectorFile(openSafetensorsFile(join(dir, "a.safetensors")), "a"), b = decodeVectorFile(openSafetensorsFile(join(dir, "b.safetensors")), "b");
+    expect(b.vectors).toEqual(a.vectors);
+    expectInputError([...base, "--weights", "some"], /--weights some: expected one of auto, resident, stream/);
+  });
+
+  it("--state / --resume: a run resumed from any point gives the uninterrupted run's file bit for bit", () => {
+    const dir = tempDir();
+    const args = [...base, "--num-vectors", "2", "--steps", "7", "--lr", "0.02", "--threads", "1"];
+    const state = join(dir, "run.state"), clean = join(dir, "clean.safetensors");
+    const r = jacsteer([...args, "--state", state, "--out", clean]);
+    expect(r.code, r.stderr).toBe(0);
+    const full = decodeStateFile(readFileSync(state), state);
+    expect(full.blocks.length).toBe(2 * 8); // steps + 1 evaluations per vector
+    expect(full.dim).toBe(SMALL_SHAPE.hidden_size + 1);
+    // What an interruption after k evaluations leaves: the first k of them (the file is replaced whole
+    // after each, so a crash cannot leave less).
+    for (const k of [0, 3, 8, 11, 16]) {
+      const cut = join(dir, `cut${k}.state`), out = join(dir, `out${k}.safetensors`);
+      const parts = encodeStateFile({ ...full, blocks: full.blocks.slice(0, k) });
+      writeFileSync(cut, Buffer.concat(parts));
+      const again = jacsteer([...args, "--resume", cut, "--out", out]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).toContain(`jacsteer: resuming from ${cut}: replaying its ${k} evaluations`);
+      expect(Buffer.compare(readFileSync(out), readFileSync(clean)), `resumed after ${k}`).toBe(0);
+      expect(decodeStateFile(readFileSync(cut), cut).blocks.length).toBe(16);
+    }
+  });
+
+  it("--resume refuses another run's state with one line naming the flag; --state refuses to overwrite", () => {
+    const dir = tempDir();
+    const args = [...base, "--num-vectors", "1", "--steps", "3"];
+    const state = join(dir, "s.state");
+    expect(jacsteer([...args, "--state", state]).code).toBe(0);
+    expectInputError([...args, "--resume", state, "--lr", "0.01"], /the state file .*s\.state does not belong to this run: --lr differs \(the file's run: 0\.001, this run: 0\.01\)/);
+    expectInputError([...args, "--resume", state, "--steps", "4"], /does not belong to this run: --steps differs/);
+    expectInputError([...args, "--resume", state, "--radius", "2"], /does not belong to this run: --radius \(or its default from the model\) differs/);
+    expectInputError([...args, "--state", state], /--state .*s\.state: the file exists; add --resume/);
+    const powerState = join(dir, "p.state");
+    expect(jacsteer(["power-iter", "--model", ck.dir, "--tokens", "1,2,3,4,5,6", "--source-layer", "0", "--target-layer", "2", "--num-vectors", "1", "--max-iters", "2", "--state", powerState]).code).toBe(0);
+    expectInputError([...args, "--resume", powerState], /does not belong to this run: the vector length differs/);
+    expect(readdirSync(dir).sort()).toEqual(["p.state", "s.state"]);
+  });
+
+  it("progress lines carry the time left; --quiet silences them", () => {
+    const r = jacsteer([...base, "--num-vectors", "1", "--steps", "20"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/vector 1\/1 step 20\/20: loss \S+ \| ETA \d+s\n/);
+    const q = jacsteer([...base, "--num-vectors", "1", "--steps", "5", "--quiet"]);
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stderr).toBe("");
+    expect(existsSync(join(tempDir(), "x"))).toBe(false);
   });
 });
