@@ -127,7 +127,7 @@ export async function kl(argv: string[]): Promise<number> {
     try {
       const ev = await KlEvaluator.create(model, prompts, { lastK: K, steerLayers: [S] });
       const progress = new WorkProgress("kl", log);
-      result = await klBothSigns(ev, S, vectors.map((v) => v.vector), scales, (done, total) => progress.report(done, total, "steered sequences"));
+      result = await klBothSigns(ev, S, vectors.map((v) => v.vector), scales, (done, total) => progress.report(done, total, `${done}/${total} steered sequences`));
     } finally {
       await model.close();
     }

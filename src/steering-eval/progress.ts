@@ -14,15 +14,13 @@ export class WorkProgress {
     private readonly everySeconds = 2,
   ) {}
 
-  /** `done` of `total` units of work finished (units may be weighted: layers, sequences). */
+  /** `done` of `total` units of work finished (units may be weighted: layers, sequences); `detail` says what. */
   report(done: number, total: number, detail = ""): void {
     const now = performance.now();
     if (done < total && (now - this.last) / 1000 < this.everySeconds) return;
     this.last = now;
     const elapsed = (now - this.start) / 1000;
     const eta = done >= total ? "done" : done > 0 ? `ETA ~${formatDuration((elapsed * (total - done)) / done)}` : "ETA unknown";
-    this.log(`${this.what}: ${fmtUnits(done)}/${fmtUnits(total)}${detail ? ` ${detail}` : ""}, ${formatDuration(elapsed)} | ${eta}`);
+    this.log(`${this.what}: ${detail || `${done}/${total}`} | ${((100 * done) / total).toFixed(0)}% of the work, ${formatDuration(elapsed)} | ${eta}`);
   }
 }
-
-const fmtUnits = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
