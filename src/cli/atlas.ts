@@ -19,7 +19,7 @@ import { modelConfigKey } from "../io/run-identity.js";
 import { checkTokens } from "../model/qwen3.js";
 import { ForwardModel } from "../engine/forward.js";
 import { SteeringEngine } from "../engine/steering-engine.js";
-import type { ParallelGemm } from "../engine/parallel-gemm.js";
+import { borrowGemm } from "../engine/parallel-gemm.js";
 import { KlEvaluator } from "../steering-eval/kl.js";
 import { WorkProgress } from "../steering-eval/progress.js";
 import { atlasPairs, pairWork, solveAtlasPair, type AtlasPair, type AtlasPairResult } from "../atlas/atlas.js";
@@ -191,7 +191,7 @@ export async function atlas(argv: string[]): Promise<number> {
         throw e;
       }
       // The KL forward shares the threads (the engine owns and closes them).
-      const shared: ParallelGemm = { threads: gemm.threads, run: (jobs) => gemm.run(jobs), runTasks: (tasks, flops) => gemm.runTasks(tasks, flops), close: async () => {} };
+      const shared = borrowGemm(gemm);
       try {
         model = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm: shared, log, weights, fullHead: true });
       } catch (e) {
