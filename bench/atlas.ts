@@ -10,7 +10,7 @@
 // adds its one-time setup (its wall time minus the sum of its pairs' times). The arithmetic is
 // printed in the result. Writes bench/results/atlas.md and .json.
 //
-//   node --experimental-wasm-relaxed-simd dist/bench/atlas.js [--model DIR] [--threads N]
+//   node --experimental-wasm-relaxed-simd dist/bench/atlas.js [--model DIR] [--threads N] [--sources 6,13] [--targets 14,20]
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,9 +29,10 @@ const PROMPTS = [
   "What is the capital of France, and why did it become the capital?",
   "I think the best way to learn a language is to speak it every day.",
 ];
-const SOURCES = [6, 13], TARGETS = [8, 14, 20, 27];
-
-const { values } = parseArgs({ options: { model: { type: "string" }, threads: { type: "string" } } });
+const { values } = parseArgs({ options: { model: { type: "string" }, threads: { type: "string" }, sources: { type: "string" }, targets: { type: "string" } } });
+const list = (s: string | undefined, fallback: number[]) => (s === undefined ? fallback : s.split(",").map(Number));
+// The subset: its mean T - S (7.5) near the full atlas's (9.7), spans from 1 to 14 layers for the fit.
+const SOURCES = list(values.sources, [6, 13]), TARGETS = list(values.targets, [14, 20]);
 const model = values.model ?? join(benchCacheDir(), "qwen3-0.6b-shaped-bf16");
 const threads = values.threads ?? "2";
 const BIN = join(packageRoot(), "bin", "jacsteer.js");
