@@ -58,6 +58,21 @@ describe("atlas pairs", () => {
   }, 120_000);
 });
 
+describe("help of kl, atlas, stability", () => {
+  it("help CMD = CMD --help; listed in jacsteer --help; no path outside the repository", () => {
+    const top = jacsteer(["--help"]).stdout;
+    for (const cmd of ["kl", "atlas", "stability"]) {
+      const a = jacsteer(["help", cmd]), b = jacsteer([cmd, "--help"]);
+      expect(a.code).toBe(0);
+      expect(a.stdout).toBe(b.stdout);
+      expect(a.stdout).toMatch(/--json/);
+      expect(a.stdout).toMatch(/--threads/);
+      expect(a.stdout).not.toMatch(/CONTRACT\.md|\.\.\/shared/);
+      expect(top).toMatch(new RegExp(`\\n  ${cmd} `));
+    }
+  }, 240_000);
+});
+
 describe("jacsteer atlas", () => {
   const dir = join(work, "run");
   const args = ["atlas", ...RUN, "--sources", "0..2", "--targets", "2,3", "--out-dir", dir, "--threads", "2"];
