@@ -39,15 +39,23 @@ const BIN = join(packageRoot(), "bin", "jacsteer.js");
 const promptArgs = PROMPTS.flatMap((p) => ["--prompt", p]);
 const common = ["--model", model, ...promptArgs, "--positions", "4", "--num-vectors", "8", "--threads", threads, "--quiet"];
 
+/** CPU seconds (user + system) of every child, through /usr/bin/time: on a shared machine the wall time
+ *  mostly measures the other processes, the CPU time what this one did. */
+const cpu: number[] = [];
 function run(args: string[]): number {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", maxBuffer: 1 << 26 });
+  const timeFile = join(work, `time-${cpu.length}.txt`);
+  const r = spawnSync("/usr/bin/time", ["-f", "%U %S", "-o", timeFile, process.execPath, BIN, ...args], { encoding: "utf8", maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`jacsteer ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
+  const [user, sys] = readFileSync(timeFile, "utf8").trim().split(/\s+/).map(Number);
+  cpu.push(user + sys);
   return (performance.now() - t0) / 1000;
 }
+const lastCpu = () => cpu[cpu.length - 1];
 
 const machine = machineInfo();
 const work = mkdtempSync(join(tmpdir(), "jacsteer-bench-atlas-"));
+process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 try {
   const pairs = atlasPairs(SOURCES, TARGETS);
   console.error(`atlas bench: ${pairs.length} pairs, model ${model}`);
@@ -55,14 +63,16 @@ try {
   const atlasWall = run(["atlas", ...common, "--sources", SOURCES.join(","), "--targets", TARGETS.join(","), "--tol", "1e-2", "--scale-frac", "0.35", "--out-dir", atlasDir]);
   const merged: AtlasFile = JSON.parse(readFileSync(join(atlasDir, "atlas.json"), "utf8"));
   const atlasPair = merged.pairs.map((p) => p.seconds.solve + p.seconds.kl);
+  const atlasCpu = lastCpu();
   const atlasSetup = atlasWall - atlasPair.reduce((a, b) => a + b, 0);
   console.error(`atlas: ${atlasWall.toFixed(1)} s wall (setup ${atlasSetup.toFixed(1)} s)`);
   const perPair = pairs.map((p) => {
     const out = join(work, `S${p.source}-T${p.target}.safetensors`);
     const pi = run(["power-iter", ...common, "--source-layer", String(p.source), "--target-layer", String(p.target), "--method", "lanczos", "--tol", "1e-2", "--out", out]);
     const kl = run(["kl", "--model", model, ...promptArgs, "--vectors", out, "--scale-frac", "0.35", "--threads", threads, "--quiet"]);
-    console.error(`per pair S ${p.source} T ${p.target}: power-iter ${pi.toFixed(1)} s + kl ${kl.toFixed(1)} s`);
-    return { pi, kl };
+    const cpuPairs = cpu[cpu.length - 2] + cpu[cpu.length - 1];
+    console.error(`per pair S ${p.source} T ${p.target}: power-iter ${pi.toFixed(1)} s + kl ${kl.toFixed(1)} s (CPU ${cpuPairs.toFixed(1)} s)`);
+    return { pi, kl, cpu: cpuPairs };
   });
 
   // Extrapolation to every pair of the 28-layer model.
@@ -76,6 +86,7 @@ try {
   const atlasFull = atlasSetup + extrap(fitAtlas);
   const baseFull = extrap(fitBase);
   const subsetAtlas = atlasWall, subsetBase = perPair.reduce((s, x) => s + x.pi + x.kl, 0);
+  const subsetBaseCpu = perPair.reduce((s, x) => s + x.cpu, 0);
 
   const rows = pairs.map((p, i) => [`S ${p.source}, T ${p.target}`, String(merged.pairs[i].products), merged.pairs[i].converged ? "yes" : "no", merged.pairs[i].seconds.solve.toFixed(1), merged.pairs[i].seconds.kl.toFixed(1), perPair[i].pi.toFixed(1), perPair[i].kl.toFixed(1), ((perPair[i].pi + perPair[i].kl) / atlasPair[i]).toFixed(2) + "x"]);
   const md = [
@@ -86,6 +97,8 @@ try {
     `Model: Qwen3-0.6B-shaped BF16 checkpoint (random weights, 28 layers, hidden 1024), 4 English prompts (the real Qwen3 tokenizer), K 4, top 8, block Lanczos to --tol 1e-2, KL at +-0.35 x ||h_S|| at the last position, ${threads} threads.`,
     "",
     `Subset: ${pairs.length} pairs (S in ${SOURCES.join(", ")}; T in ${TARGETS.join(", ")}): atlas ${subsetAtlas.toFixed(1)} s wall (setup ${atlasSetup.toFixed(1)} s: weights, forward at sv0, the KL prompts' unsteered pass; then the pairs), per pair ${subsetBase.toFixed(1)} s in all: **${(subsetBase / subsetAtlas).toFixed(2)}x**.`,
+    "",
+    `CPU seconds (user + system of the child processes, which the other work on the machine does not inflate): atlas ${atlasCpu.toFixed(1)} s, per pair ${subsetBaseCpu.toFixed(1)} s: **${(subsetBaseCpu / atlasCpu).toFixed(2)}x**.`,
     "",
     markdownTable(["pair", "products", "converged", "atlas solve s", "atlas KL s", "power-iter s (process)", "kl s (process)", "per pair / atlas pair"], rows),
     "",
@@ -100,7 +113,7 @@ try {
     "This is an extrapolation from the subset, not a measured full run.",
     "",
   ].join("\n");
-  const json = { machine, model, threads: Number(threads), pairs: pairs.map((p, i) => ({ ...p, atlas: merged.pairs[i], per_pair: perPair[i] })), atlas_wall: atlasWall, atlas_setup: atlasSetup, subset_ratio: subsetBase / subsetAtlas, fit_atlas: fitAtlas, fit_per_pair: fitBase, sum_span: sumSpan, full_atlas_seconds: atlasFull, full_per_pair_seconds: baseFull };
+  const json = { machine, model, threads: Number(threads), pairs: pairs.map((p, i) => ({ ...p, atlas: merged.pairs[i], per_pair: perPair[i] })), atlas_wall: atlasWall, atlas_cpu: atlasCpu, per_pair_cpu: subsetBaseCpu, atlas_setup: atlasSetup, subset_ratio: subsetBase / subsetAtlas, fit_atlas: fitAtlas, fit_per_pair: fitBase, sum_span: sumSpan, full_atlas_seconds: atlasFull, full_per_pair_seconds: baseFull };
   const dir = join(packageRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "atlas.md"), md);
