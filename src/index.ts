@@ -30,3 +30,6 @@ export * as generation from "./generation/index.js";
 export * as evaluation from "./evaluation/index.js";
 export * as report from "./report/index.js";
 export * as checkpoint from "./checkpoint/write-random.js";
+export * as steeringEval from "./steering-eval/kl.js";
+export * as atlas from "./atlas/atlas.js";
+export * as stability from "./stability/stability.js";

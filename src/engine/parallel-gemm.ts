@@ -147,3 +147,11 @@ export class SerialGemm implements ParallelGemm {
 
   async close(): Promise<void> {}
 }
+
+/**
+ * The same threads for a second user that must not stop them: close() does nothing. An atlas or a
+ * stability run hands the engine's threads to the KL forward or to one engine after another.
+ */
+export function borrowGemm(gemm: ParallelGemm): ParallelGemm {
+  return { threads: gemm.threads, run: (jobs) => gemm.run(jobs), runTasks: (tasks, flops) => gemm.runTasks(tasks, flops), close: async () => {} };
+}

@@ -129,6 +129,8 @@ export class SteeringEngine {
     /** The slots of layers S+1..T (null when S = T). */
     private readonly slots: LayerStream | null,
     weightPlan: WeightPlan,
+    /** A view made by restrict(): it shares its parent's buffers and threads, and close() leaves them. */
+    private readonly isView = false,
   ) {
     this.loadSeconds = loadSeconds;
     this.weightPlan = weightPlan;
@@ -325,10 +327,28 @@ export class SteeringEngine {
     });
   }
 
+  /**
+   * The engine of the pair (S', T') inside this one's span, S <= S' < T' <= T, at sv0 = 0: the forward
+   * at sv0 does not depend on where the steering enters, so the pair reuses the forward this engine
+   * ran (layers S'+1..T' of it) and the weights it holds; nothing is read or run. Its products are
+   * bitwise those of an engine created for (S', T') (the same kernels on the same saved primal).
+   * An atlas of layer pairs pays for one forward. Products of a view and of its parent must not
+   * overlap (run them one after the other); closing a view leaves the parent's threads running.
+   */
+  restrict(source: number, target: number): SteeringEngine {
+    const S = this.site.sourceLayer, T = this.site.targetLayer;
+    if (this.site.at) throw new Error("SteeringEngine.restrict: only at sv0 = 0 (the forward at another point depends on S)");
+    if (!(Number.isInteger(source) && Number.isInteger(target) && S <= source && source < target && target <= T)) throw new RangeError(`SteeringEngine.restrict: (${source}, ${target}) is not inside (${S}, ${T}) with S < T`);
+    const from = source - S, to = target - S;
+    const output = target === T ? this.output : this.saved[to]!.hIn;
+    return new SteeringEngine(this.rt, this.config, this.prompts, { ...this.site, sourceLayer: source, targetLayer: target }, this.ctx, this.layers.slice(from, to), this.saved.slice(from, to), output, this.loadSeconds, this.slots, this.weightPlan, true);
+  }
+
   /** Close the ParallelGemm (worker threads). The engine cannot compute afterwards. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.isView) return;
     await this.queue.catch(() => undefined);
     await this.ctx.gemm.close();
   }

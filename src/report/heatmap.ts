@@ -6,8 +6,8 @@ import { el, escapeXml, text, textWidth } from "./svg.js";
 
 export interface HeatmapOptions {
   title?: string;
-  /** values[row][col] */
-  values: number[][];
+  /** values[row][col]; null: an empty cell (drawn light grey, e.g. a layer pair with S >= T) */
+  values: (number | null)[][];
   rowLabels: string[];
   colLabels: string[];
   rowTitle: string;
@@ -20,6 +20,13 @@ export interface HeatmapOptions {
   /** total width available in px (default 900) */
   maxWidth?: number;
   description?: string;
+  /**
+   * Unsigned values on [lo, hi] instead of [0, 1] (sigma, KL): colours map (v - lo) / (hi - lo), the
+   * colour bar is labelled in the values' units, and cells show `format(v)`.
+   */
+  range?: { lo: number; hi: number; format?: (v: number) => string };
+  /** A cell's hover title (SVG <title>) instead of "row × col: value": a click-free way to read a cell. */
+  cellTitles?: (string | null)[][];
 }
 
 export interface HeatmapResult {
@@ -31,6 +38,7 @@ export interface HeatmapResult {
 
 const TEXT_COLOR = "#222222";
 const COLOR_STEPS = 64;
+const EMPTY_COLOR = "#eeeeee";
 
 export function heatmap(o: HeatmapOptions): HeatmapResult {
   const rows = o.values.length, cols = rows ? o.values[0].length : 0;
@@ -39,11 +47,16 @@ export function heatmap(o: HeatmapOptions): HeatmapResult {
   if (o.rowLabels.length !== rows || o.colLabels.length !== cols) throw new Error("heatmap: label count does not match the matrix");
   const maxWidth = o.maxWidth ?? 900;
   const color = (v: number) => (o.signed ? diverging(v) : sequential(v));
+  const range = o.range;
+  // The colour bar's tick labels: in the values' units with a range (e.g. 1.23e-4), else -1..1.
+  const widestTick = range ? "0.000e+00" : "−0.75";
+  const unit = (v: number) => (range ? (range.hi > range.lo ? Math.min(1, Math.max(0, (v - range.lo) / (range.hi - range.lo))) : 0.5) : Math.abs(v));
+  const show = (v: number) => (range?.format ? range.format(v) : (o.signed ? v : Math.abs(v)).toFixed(2));
   const lo = o.signed ? -1 : 0;
 
   const rowLabelWidth = Math.min(220, Math.max(...o.rowLabels.map((l) => textWidth(l, FONT.tick)))) + 10;
   const left = 22 + FONT.axis + 6 + rowLabelWidth;
-  const barSpace = 16 + 10 + textWidth("−0.75", FONT.tick) + 12 + FONT.axis + 16;
+  const barSpace = 16 + 10 + textWidth(widestTick, FONT.tick) + 12 + FONT.axis + 16;
   const cell = Math.max(6, Math.min(56, Math.floor(Math.min((maxWidth - left - barSpace - 30) / cols, 520 / rows))));
   const gridW = cell * cols, gridH = cell * rows;
   const title = o.title ? 30 : 8;
@@ -55,7 +68,7 @@ export function heatmap(o: HeatmapOptions): HeatmapResult {
   const rowEvery = Math.max(1, Math.ceil((FONT.tick + 3) / cell));
   const showValues = cell >= 36;
   const barX = left + gridW + 20, barW = 16, barH = Math.max(gridH, 160), barY = top;
-  const width = Math.ceil(Math.max(barX + barW + 10 + textWidth("−0.75", FONT.tick) + 12 + FONT.axis + 10, o.title ? textWidth(o.title, FONT.title) + 20 : 0));
+  const width = Math.ceil(Math.max(barX + barW + 10 + textWidth(widestTick, FONT.tick) + 12 + FONT.axis + 10, o.title ? textWidth(o.title, FONT.title) + 20 : 0));
   const height = Math.ceil(Math.max(top + gridH, barY + barH) + 16);
 
   const parts: string[] = [];
@@ -68,13 +81,19 @@ export function heatmap(o: HeatmapOptions): HeatmapResult {
     fills.push([]);
     for (let j = 0; j < cols; j++) {
       const v = o.values[i][j];
-      if (!Number.isFinite(v)) throw new Error(`heatmap: non-finite value at (${i}, ${j})`);
-      const fill = color(o.signed ? v : Math.abs(v));
-      fills[i].push(fill);
       const x = left + j * cell, y = top + i * cell;
-      const label = `${o.rowLabels[i]} × ${o.colLabels[j]}: ${v.toFixed(4)}`;
+      if (v === null) {
+        fills[i].push(EMPTY_COLOR);
+        const title = o.cellTitles?.[i]?.[j];
+        cells.push(el("rect", { x, y, width: cell, height: cell, fill: EMPTY_COLOR }, title ? `<title>${escapeXml(title)}</title>` : ""));
+        continue;
+      }
+      if (!Number.isFinite(v)) throw new Error(`heatmap: non-finite value at (${i}, ${j})`);
+      const fill = color(o.signed ? v : unit(v));
+      fills[i].push(fill);
+      const label = o.cellTitles?.[i]?.[j] ?? `${o.rowLabels[i]} × ${o.colLabels[j]}: ${range?.format ? range.format(v) : v.toFixed(4)}`;
       cells.push(el("rect", { x, y, width: cell, height: cell, fill }, `<title>${escapeXml(label)}</title>`));
-      if (showValues) cells.push(text(x + cell / 2, y + cell / 2, (o.signed ? v : Math.abs(v)).toFixed(2), { size: 11, anchor: "middle", baseline: "middle", fill: textColorOn(fill) }));
+      if (showValues) cells.push(text(x + cell / 2, y + cell / 2, show(v), { size: 11, anchor: "middle", baseline: "middle", fill: textColorOn(fill) }));
     }
   }
   parts.push(el("g", { class: "cells" }, cells.join("")));
@@ -100,9 +119,10 @@ export function heatmap(o: HeatmapOptions): HeatmapResult {
   for (const t of barTicks) {
     const y = barY + barH - ((t - lo) / (1 - lo)) * barH;
     bar.push(el("line", { x1: barX + barW, y1: y, x2: barX + barW + 5, y2: y, stroke: "#444444" }));
-    bar.push(text(barX + barW + 8, y, t < 0 ? `−${Math.abs(t)}` : String(t), { size: FONT.tick, baseline: "middle", fill: TEXT_COLOR }));
+    const tick = range ? (range.format ?? ((x: number) => x.toPrecision(3)))(range.lo + t * (range.hi - range.lo)) : t < 0 ? `−${Math.abs(t)}` : String(t);
+    bar.push(text(barX + barW + 8, y, tick, { size: FONT.tick, baseline: "middle", fill: TEXT_COLOR }));
   }
-  const barLabelX = barX + barW + 10 + textWidth("−0.75", FONT.tick) + 12;
+  const barLabelX = barX + barW + 10 + textWidth(widestTick, FONT.tick) + 12;
   bar.push(text(barLabelX, barY + barH / 2, o.colorBarLabel, { size: FONT.axis, anchor: "middle", fill: TEXT_COLOR, rotate: 90, cls: "axis-label" }));
   parts.push(el("g", { class: "colorbar" }, bar.join("")));
 

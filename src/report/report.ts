@@ -5,6 +5,7 @@
 //   - cosine heatmaps between two vector sets (e.g. MELBO vectors against singular vectors);
 //   - A/B logit difference against steering scale, one line per vector.
 // Everything here is platform-neutral: the CLI (src/cli/report.ts) reads the files and writes the page.
+import { atlasSection, stabilitySection, type AtlasInput, type StabilityInput } from "./atlas-stability.js";
 import type { VectorSet } from "../io/vector-file.js";
 import { InputError } from "../model/qwen3.js";
 import { compareVectorSets, orthonormalBasis, principalAngles } from "../compare/compare.js";
@@ -52,6 +53,9 @@ export interface ReportInput {
   /** signed cosines on a diverging scale instead of |cos| */
   signed?: boolean;
   ab: AbInput[];
+  /** `jacsteer atlas` merged files and `jacsteer stability` results (report/atlas-stability.ts) */
+  atlas?: AtlasInput[];
+  stability?: StabilityInput[];
 }
 
 export interface RenderedReport {
@@ -160,6 +164,8 @@ function inputsTable(input: ReportInput): string {
       [a.meta.questions !== undefined ? `${a.meta.questions} questions` : "", a.meta.dataset ? `from ${a.meta.dataset}` : "", a.meta.chat ? "chat template" : ""].filter(Boolean).join(" "),
     ]);
   });
+  input.atlas?.forEach((a) => row("atlas", a.file, ["atlas", a.model, `${a.pairs.length} of ${a.planned} layer pairs`, "sv = 0", "per pair", a.complete ? "complete" : "incomplete"]));
+  input.stability?.forEach((st) => row("stability", st.file, ["stability", st.model, `S ${st.source_layer}, T ${st.target_layer}`, "sv = 0", `${st.vectors.length} per run`, `${st.runs.length} runs`]));
   const head = ["input", "file", "method", "model", "site", "Jacobian point", "vectors", "run"];
   return `<table class="files"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
@@ -453,6 +459,8 @@ export function renderReport(input: ReportInput): RenderedReport {
   if (input.spectra.length) sections.push({ id: "spectra", title: "Singular spectra", ...spectraSection(input, notes) });
   if (input.cosines.length) sections.push({ id: "cosines", title: "Cosine similarities", ...cosineSection(input) });
   if (input.ab.length) sections.push({ id: "ab", title: "A/B evaluation", ...abSection(input, notes) });
+  if (input.atlas?.length) sections.push({ id: "atlas", title: "Layer-pair atlas", ...atlasSection(input.atlas) });
+  if (input.stability?.length) sections.push({ id: "stability", title: "Stability of the singular vectors", ...stabilitySection(input.stability) });
   const figures = sections.reduce((s, x) => s + x.figures, 0);
 
   const head =
