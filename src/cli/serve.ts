@@ -131,7 +131,11 @@ export async function serve(argv: string[]): Promise<number> {
   log(`jacsteer: serving ${root} at ${url} (${isolated ? "cross-origin isolated: the page can use threads" : "--no-isolation: the page runs on one thread"}); Ctrl-C stops`);
   if (host !== "127.0.0.1" && host !== "localhost" && host !== "::1") log(`jacsteer: --host ${host}: the page is reachable from other machines`);
   await new Promise<void>((done) => {
-    const stop = () => server.close(() => done());
+    // Stop now: an open browser tab keeps idle keep-alive connections that close() would wait for.
+    const stop = () => {
+      server.close(() => done());
+      server.closeAllConnections();
+    };
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });

@@ -6,7 +6,6 @@
 // COOP/COEP headers, on the one-thread fallback, which the page must announce.
 // Without Chromium this file warns LOUDLY and skips; with JACSTEER_REQUIRE_CHROMIUM=1 it fails.
 // JACSTEER_WEB_SCREENSHOT=FILE.png keeps a screenshot of the finished page for a person to look at.
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findChromium, jacsteer, REQUIRE_CHROMIUM, tempDir } from "../report/fixtures.js";
@@ -19,6 +18,8 @@ const chromium = findChromium();
 const work = tempDir("jacsteer-web-");
 const PROMPT = "The cat sat on the mat";
 const TINY = join(process.cwd(), "models", "tiny");
+/** Generous: a shared 2-core machine under load takes seconds to start Node or Chromium. */
+const SLOW = 400_000;
 
 function readSet(file: string): VectorSet {
   const r = openSafetensorsFile(file);
@@ -60,16 +61,20 @@ interface PageRun {
 /** Open the page, pick models/tiny, type the prompt, run, download the vector file. */
 async function runPage(context: BrowserContext, served: Served, query: string, name: string, screenshot?: string): Promise<PageRun> {
   const page = await context.newPage();
+  page.setDefaultTimeout(SLOW);
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
   try {
+    step(`${name}: open`);
     await page.goto(`${served.url.split("?")[0]}?${query}`);
     const isolation = (await page.textContent("#isolation")) ?? "";
     await page.setInputFiles("#folder", TINY);
     await page.waitForFunction(() => !(document.getElementById("run") as HTMLButtonElement).disabled);
     await page.fill("#prompt", PROMPT);
+    step(`${name}: run`);
     await page.click("#run");
-    await page.waitForFunction(() => (document.getElementById("status")?.textContent ?? "").match(/^(done|error)/), undefined, { timeout: 120_000 });
+    await page.waitForFunction(() => (document.getElementById("status")?.textContent ?? "").match(/^(done|error)/), undefined, { timeout: SLOW });
+    step(`${name}: ${await page.textContent("#status")}`);
     const status = (await page.textContent("#status")) ?? "";
     expect(status, `${status}\n${await page.textContent("#log")}\n${errors.join("\n")}`).toMatch(/^done/);
     const download = page.waitForEvent("download");
@@ -81,6 +86,7 @@ async function runPage(context: BrowserContext, served: Served, query: string, n
     expect(await page.textContent("#certificate")).toMatch(/Converged: every residual/);
     const frame = page.frameLocator("#report");
     await expect.poll(() => frame.locator("svg").count()).toBeGreaterThan(0);
+    step(`${name}: checked`);
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
     expect(errors).toEqual([]);
     return { set: readSet(file), result, isolation, file };
@@ -89,11 +95,19 @@ async function runPage(context: BrowserContext, served: Served, query: string, n
   }
 }
 
+const t0 = Date.now();
+/** JACSTEER_DEBUG_WEB=1: when each step happened (the shared machine makes these tests slow). */
+const step = (s: string) => process.env.JACSTEER_DEBUG_WEB && process.stderr.write(`[web test ${((Date.now() - t0) / 1000).toFixed(1)} s] ${s}\n`);
+
 function tests() {
   let browser: Awaited<ReturnType<typeof launchChromium>>;
+  const cli: Record<number, VectorSet> = {};
   beforeAll(async () => {
     browser = await launchChromium(chromium!);
-  });
+    cli[1] = cliRun(1);
+    cli[2] = cliRun(2);
+    step("browser and CLI runs ready");
+  }, SLOW);
   afterAll(async () => {
     await browser?.close();
     work.remove();
@@ -110,15 +124,14 @@ function tests() {
       expect(run.result.workerUnits).toBeGreaterThan(0);
       expect(run.result.converged).toBe(true);
       expect(run.set.metadata.threads).toBe("2");
-      const cli = cliRun(2);
-      expectBitwiseEqual(run.set, cli);
+      expectBitwiseEqual(run.set, cli[2]!);
       for (const key of ["method", "model", "source_layer", "target_layer", "positions", "tokens", "num_vectors", "seed", "tol", "iterations", "products", "kernels"]) {
-        expect(run.set.metadata[key], key).toBe(cli.metadata[key]);
+        expect(run.set.metadata[key], key).toBe(cli[2]!.metadata[key]);
       }
     } finally {
       await served.stop();
     }
-  });
+  }, SLOW);
 
   it("without COOP/COEP (--no-isolation): the page says so and runs on one thread, bitwise the CLI's --threads 1", async () => {
     const served = await startServe(["--no-isolation"]);
@@ -128,15 +141,16 @@ function tests() {
       expect(run.isolation).toMatch(/^Not cross-origin isolated.*ONE thread/);
       expect(run.result.threads).toBe(1);
       expect(run.result.workerUnits).toBe(0);
-      expectBitwiseEqual(run.set, cliRun(1));
+      expectBitwiseEqual(run.set, cli[1]!);
     } finally {
       await served.stop();
     }
-  });
+  }, SLOW);
 
   it("a second vector file dropped on the page is compared as `jacsteer compare` prints it", async () => {
     const served = await startServe();
     const page = await browser.context.newPage();
+    page.setDefaultTimeout(SLOW);
     try {
       await page.goto(served.url);
       await page.setInputFiles("#folder", TINY);
@@ -144,9 +158,9 @@ function tests() {
       await page.fill("#prompt", PROMPT);
       await page.fill("#n", "4");
       await page.click("#run");
-      await page.waitForFunction(() => (document.getElementById("status")?.textContent ?? "").startsWith("done"), undefined, { timeout: 120_000 });
+      await page.waitForFunction(() => (document.getElementById("status")?.textContent ?? "").startsWith("done"), undefined, { timeout: SLOW });
+      step("compare: run done");
       const other = join(work.dir, "cli-2.safetensors");
-      if (!readFileSync(other).length) throw new Error("cli-2 missing");
       await page.setInputFiles("#compare-file", other);
       await expect.poll(() => page.textContent("#compare")).toMatch(/principal angles/);
       const text = (await page.textContent("#compare"))!;
@@ -155,7 +169,9 @@ function tests() {
       const download = page.waitForEvent("download");
       await page.click("#download");
       await (await download).saveAs(mine);
+      step("compare: compared in the page");
       const cli = jacsteer(["compare", mine, other]);
+      step("compare: CLI compared");
       expect(cli.code, cli.stderr).toBe(0);
       const strip = (s: string) => s.split("\n").filter((l) => !/^[AB] = /.test(l)).join("\n").trim();
       expect(strip(text)).toBe(strip(cli.stdout));
@@ -163,7 +179,7 @@ function tests() {
       await page.close();
       await served.stop();
     }
-  });
+  }, SLOW);
 }
 
 if (chromium) {
