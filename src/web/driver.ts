@@ -44,8 +44,9 @@ export async function runPowerIter(req: RunRequest): Promise<RunResult> {
     const d = ckpt.config.hiddenSize;
     const n = req.numVectors;
     if (!Number.isInteger(n) || n < 1 || n > d) throw new InputError(`n ${n}: must be an integer in 1..${d} (the hidden size)`);
-    if (!req.prompt) throw new InputError("no prompt given");
-    const prompts = [renderPrompt(await tokenizer(), req.prompt, { chat: req.chat })];
+    if (req.tokens && req.chat) throw new InputError("the chat template applies to a text prompt, not to token ids");
+    if (!req.tokens && !req.prompt) throw new InputError("no prompt given");
+    const prompts = [req.tokens ?? renderPrompt(await tokenizer(), req.prompt, { chat: req.chat })];
     // As the command line: without an explicit K, the default 4 shrinks to the prompt's length.
     let K = req.positions ?? 4;
     if (req.positions === undefined && prompts[0]!.length < K) {

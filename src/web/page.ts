@@ -92,12 +92,22 @@ function optionalInt(id: string): number | undefined {
   return v === "" ? undefined : Number(v);
 }
 
+/** The token-ids field (power-iter --tokens): comma-separated non-negative integers, or empty. */
+function tokenIds(): number[] | undefined {
+  const v = input("tokens").value.trim();
+  if (v === "") return undefined;
+  const parts = v.split(",").map((x) => x.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) throw new Error(`token ids "${v}": expected comma-separated non-negative integers`);
+  return parts.map(Number);
+}
+
 function request(): RunRequest {
   return {
     type: "run",
     files: picked,
     prompt: $<HTMLTextAreaElement>("prompt").value,
     chat: input("chat").checked,
+    tokens: tokenIds(),
     sourceLayer: optionalInt("S"),
     targetLayer: optionalInt("T"),
     positions: optionalInt("K"),
@@ -149,7 +159,15 @@ function showCertificate(r: RunResult, tol: number): void {
 }
 
 function run(): void {
-  const req = request();
+  let req: RunRequest;
+  try {
+    req = request();
+  } catch (e) {
+    $("status").textContent = `error: ${(e as Error).message}`;
+    $("status").className = "error";
+    return;
+  }
+  $("status").className = "";
   $<HTMLButtonElement>("run").disabled = true;
   $("log").textContent = "";
   $("status").textContent = "starting…";

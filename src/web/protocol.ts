@@ -8,6 +8,8 @@ export interface RunRequest {
   files: PickedFile[];
   prompt: string;
   chat: boolean;
+  /** Token ids instead of the prompt (power-iter --tokens): no tokenizer is read. */
+  tokens?: number[];
   sourceLayer?: number;
   targetLayer?: number;
   /** --positions K; undefined: 4, shrunk to the prompt's length as the command line does. */

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServe, type Served } from "../web/browser.js";
+import { startServe, type Served } from "../../bench/browser.js";
 import { resolveServedPath } from "../../src/cli/serve.js";
 import { jacsteer } from "../helpers/cli.js";
 

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findChromium, jacsteer, REQUIRE_CHROMIUM, tempDir } from "../report/fixtures.js";
-import { launchChromium, startServe, type Served } from "./browser.js";
+import { launchChromium, startServe, type Served } from "../../bench/browser.js";
 import { decodeVectorFile, type VectorSet } from "../../src/io/vector-file.js";
 import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import type { BrowserContext } from "playwright-core";

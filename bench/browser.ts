@@ -1,14 +1,25 @@
-// Shared by the browser-page tests and bench/web.ts: `jacsteer serve` as a child process, and Debian's
+// Shared by bench/web.ts and the browser-page tests (test/web/, test/cli/serve.test.ts): `jacsteer serve` as a child process, and Debian's
 // Chromium driven headless by playwright-core (no downloaded browser build), with a fresh profile.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { createInterface } from "node:readline";
 import { chromium as playwright, type BrowserContext } from "playwright-core";
+import { packageRoot } from "../src/node/runtime.js";
 
-export const ROOT = process.cwd();
-const BIN = join(ROOT, "bin", "jacsteer.js");
+const BIN = join(packageRoot(), "bin", "jacsteer.js");
+
+/** Debian's `chromium` (or chromium-browser / google-chrome) on PATH, or $JACSTEER_CHROMIUM. */
+export function findChromiumBinary(): string | undefined {
+  if (process.env.JACSTEER_CHROMIUM) return process.env.JACSTEER_CHROMIUM;
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    for (const name of ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]) {
+      if (dir && existsSync(join(dir, name))) return join(dir, name);
+    }
+  }
+  return undefined;
+}
 
 /** The flags every launch gets: headless, no sandbox (CI runs as root), nothing that phones home. */
 export const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
