@@ -20,8 +20,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { packageRoot } from "../src/node/runtime.js";
-import { openSafetensorsFile } from "../src/node/safetensors-file.js";
-import { decodeVectorFile, type VectorSet } from "../src/io/vector-file.js";
+import type { VectorSet } from "../src/io/vector-file.js";
+import { readVectorSet } from "../src/cli/verify.js";
 import { machineInfo, machineLine, markdownTable } from "./harness.js";
 import { ensureBenchCheckpoint } from "./make-checkpoint.js";
 import { workloadTokens } from "./workload.js";
@@ -47,14 +47,7 @@ function flag(args: string[], name: string): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
-function readSet(file: string): VectorSet {
-  const r = openSafetensorsFile(file);
-  try {
-    return decodeVectorFile(r, file);
-  } finally {
-    r.close?.();
-  }
-}
+const readSet = (file: string): VectorSet => readVectorSet(file, "vector file");
 
 function nodeRun(model: string, tokens: number[], threads: number, out: string): Run {
   const args = [

@@ -1,6 +1,7 @@
 // Messages between the page (web/app.ts) and its compute worker (src/web/driver.ts).
 import type { PickedFile } from "./file-checkpoint.js";
 import type { WeightMode } from "../engine/steering-engine.js";
+import type { SolveResult } from "../solvers/common.js";
 
 /** A `power-iter --method lanczos` run, with the command line's flags (undefined: its default). */
 export interface RunRequest {
@@ -29,16 +30,11 @@ export interface RunRequest {
   minParallelFlops?: number;
 }
 
-export interface RunResult {
+/** The solver's result (without the vectors: they are in `file`) and the run's summary. */
+export interface RunResult extends Omit<SolveResult, "vectors"> {
   /** The vector file (power-iter --out), encoded by src/io/vector-file.ts. */
   file: Uint8Array;
   fileName: string;
-  singularValues: number[];
-  residuals: number[];
-  relativeResiduals: number[];
-  iterations: number;
-  products: number;
-  converged: boolean;
   /** Wall seconds from the request to the result, as `power-iter --json` counts them (checkpoint open to solve end). */
   seconds: number;
   threads: number;

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findChromium, jacsteer, REQUIRE_CHROMIUM, tempDir } from "../report/fixtures.js";
 import { launchChromium, startServe, type Served } from "../../bench/browser.js";
-import { decodeVectorFile, type VectorSet } from "../../src/io/vector-file.js";
-import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
+import type { VectorSet } from "../../src/io/vector-file.js";
+import { readVectorSet } from "../../src/cli/verify.js";
 import type { BrowserContext } from "playwright-core";
 
 const chromium = findChromium();
@@ -21,14 +21,7 @@ const TINY = join(process.cwd(), "models", "tiny");
 /** Generous: a shared 2-core machine under load takes seconds to start Node or Chromium. */
 const SLOW = 400_000;
 
-function readSet(file: string): VectorSet {
-  const r = openSafetensorsFile(file);
-  try {
-    return decodeVectorFile(r, file);
-  } finally {
-    r.close?.();
-  }
-}
+const readSet = (file: string): VectorSet => readVectorSet(file, "vector file");
 
 /** The CLI's run with the page's defaults (S, T, K, n, tol, seed) at `threads`. */
 function cliRun(threads: number): VectorSet {
