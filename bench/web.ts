@@ -13,7 +13,7 @@
 // Both results must be bitwise equal (vectors and singular values). Writes bench/results/web.json and
 // web.md.
 //
-//   node --experimental-wasm-relaxed-simd dist/bench/web.js [--model DIR] [--threads N] [--reps R]
+//   npm run bench -- web, or: node --experimental-wasm-relaxed-simd dist/bench/web.js [--model DIR] [--threads N] [--reps R]
 //   (DIR defaults to bench/.cache/qwen3-0.6b-shaped-bf16, made by bench/make-checkpoint.ts if missing)
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
