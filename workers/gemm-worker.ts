@@ -1,9 +1,9 @@
-// A Piscina worker for src/node/thread-pool.ts: instantiates the kernel module the main thread compiled
-// (passed in workerData, so nothing is recompiled) on the main thread's shared WebAssembly.Memory,
-// and runs work units of a dispatch on it: matrix-product slices and kernel-call tasks. Units carry
-// only offsets into that memory, never data; the threads take them from a shared atomic counter.
-// Self-contained on purpose: it imports nothing from src/.
+// A Piscina worker for src/node/thread-pool.ts: the module, memory and counter come in workerData;
+// each Piscina task is one dispatch, run by workers/gemm-units.ts.
 import { workerData } from "node:worker_threads";
+import { unitRunner, type GemmTask } from "./gemm-units.js";
+
+export type { GemmTask } from "./gemm-units.js";
 
 interface GemmWorkerData {
   module: WebAssembly.Module;
@@ -12,58 +12,6 @@ interface GemmWorkerData {
   counter: SharedArrayBuffer;
 }
 
-/** A dispatch (or a ping): `count` units, either gemm slice lists or kernel tasks. */
-export interface GemmTask {
-  /** Unit i: gemmPacked slices, 13 numbers per call (src/engine/parallel-gemm.ts SLICE_ARGS and runGemmSlices). */
-  gemm?: number[][];
-  /** Unit i: a KernelTask, a list of [kernel name, ...numeric args] run in order. */
-  tasks?: Array<Array<[string, ...number[]]>>;
-  count?: number;
-  /** Milliseconds to block before answering: lets the pool start-up reach every worker. */
-  pingMs?: number;
-}
-
 const { module, memory, counter } = workerData as GemmWorkerData;
-const next = new Int32Array(counter);
-const instance = new WebAssembly.Instance(module, {
-  env: {
-    memory,
-    abort(_msg: number, _file: number, line: number, col: number) {
-      throw new Error(`kernel abort at ${line}:${col}`);
-    },
-  },
-});
-const kernels = instance.exports as unknown as Record<string, (...args: number[]) => unknown>;
-type Slice = (a: number, lda: number, packed: number, c: number, ldc: number, M: number, N: number, K: number, acc: number, src: number, kind: number, ld: number, n0: number) => void;
-const gemmSlice = kernels.gemmSlice as unknown as Slice;
-const pingCell = new Int32Array(new SharedArrayBuffer(4));
-
-function runUnit(task: GemmTask, i: number): void {
-  const s = task.gemm?.[i];
-  if (s) {
-    for (let j = 0; j < s.length; j += 13) {
-      // The same call as runGemmSlices makes (streamed weights packed first, or read directly).
-      gemmSlice(s[j], s[j + 1], s[j + 2], s[j + 3], s[j + 4], s[j + 5], s[j + 6], s[j + 7], s[j + 8], s[j + 9], s[j + 10], s[j + 11], s[j + 12]);
-    }
-  }
-  const calls = task.tasks?.[i];
-  if (calls) {
-    for (const [name, ...args] of calls) {
-      const f = kernels[name];
-      if (typeof f !== "function") throw new Error(`no kernel named ${name}`);
-      f(...args);
-    }
-  }
-}
-
-/** Runs units until the shared counter passes `count`; returns how many this worker ran. */
-export default function run(task: GemmTask): number {
-  if (task.pingMs) Atomics.wait(pingCell, 0, 0, task.pingMs);
-  const count = task.count ?? 0;
-  let done = 0;
-  for (let i = Atomics.add(next, 0, 1); i < count; i = Atomics.add(next, 0, 1)) {
-    runUnit(task, i);
-    done++;
-  }
-  return done;
-}
+const run: (task: GemmTask) => number = unitRunner(module, memory, counter);
+export default run;

@@ -12,7 +12,7 @@ import { decodeStateFile, encodeStateFile, StateFileError, type SolverState } fr
 import { modelConfigKey, svBytes } from "../io/run-identity.js";
 import { describePositions, describePositionWeights, type Positions } from "../jacobian/positions.js";
 import { resumableOperator, ReplayMismatchError, type ReplayBlock, type ResumableOperator } from "../solvers/replay.js";
-import { EtaEstimator } from "../solvers/eta.js";
+import { solverEta, solverEtaMetric, type EtaEstimator } from "../solvers/eta.js";
 import type { BlockOperator, Progress } from "../solvers/common.js";
 import type { Qwen3Config } from "../model/config.js";
 
@@ -184,19 +184,7 @@ export class LongRun {
       checkIdentity(o.resumed, o.identity, o.dim, o.resumePath!);
       this.saved = o.resumed.blocks.length;
     }
-    // Lanczos converges on the largest relative residual; power iteration stops on the subspace change
-    // and then applies A once more (the final Rayleigh-Ritz block). MELBO makes a fixed count.
-    const lanczos = o.method === "lanczos", fixed = o.method === "melbo";
-    this.eta = new EtaEstimator(
-      fixed
-        ? { tol: 0, maxBlocks: o.maxIters, metricName: "loss" }
-        : {
-            tol: o.tol,
-            maxBlocks: o.maxIters === undefined ? undefined : o.maxIters + (lanczos ? 0 : 1),
-            finalBlocks: lanczos ? 0 : 1,
-            metricName: lanczos ? "residual" : "subspace change",
-          },
-    );
+    this.eta = solverEta(o.method, o.tol, o.maxIters);
   }
 
   /** The operator to hand the solver: answers from the --resume log first, saves after each block. */
@@ -231,8 +219,7 @@ export class LongRun {
 
   /** Print a progress line with the ETA; replayed blocks print nothing but the last one. */
   progress(p: Progress, line: string): void {
-    const metric = this.o.method === "lanczos" ? Math.max(...(p.relativeResiduals ?? p.residuals)) : p.subspaceChange;
-    this.observe(p.iteration, metric, line);
+    this.observe(p.iteration, solverEtaMetric(this.o.method, p), line);
   }
 
   /**

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, Command> = {
   atlas: { summary: "every layer pair (S, T): top singular vectors and their both-sign KL; resumable", load: async () => (await import("./atlas.js")).atlas },
   stability: { summary: "which singular vectors reproduce across seeds and prompt subsets", load: async () => (await import("./stability.js")).stability },
   report: { summary: "one self-contained HTML report with SVG plots", load: async () => (await import("./report.js")).report },
+  serve: { summary: "the browser page (web/) on a local server, cross-origin isolated for threads", load: async () => (await import("./serve.js")).serve },
 };
 
 function help(): string {

@@ -21,9 +21,11 @@ import type { Positions } from "../jacobian/positions.js";
 import type { VectorSet } from "../io/vector-file.js";
 import type { VerifyOptions } from "../verify/verify.js";
 import { createHash } from "node:crypto";
-import { modelConfigKey, svBytes } from "../io/run-identity.js";
+import { svBytes } from "../io/run-identity.js";
+import { powerIterVectorSet } from "../io/power-iter-file.js";
 import { verifyVectorSets } from "../verify/verify.js";
 import { emitReport, readVectorSet, verifyOptionsFrom } from "./verify.js";
+import { progressLine } from "../solvers/eta.js";
 import { LONG_RUN_OPTIONS, LongRun, runIdentity, stateFlags } from "./long-run.js";
 import { threadsFlag } from "./threads.js";
 import { weightsFlag } from "./weights-flag.js";
@@ -197,15 +199,7 @@ export async function powerIter(argv: string[]): Promise<number> {
       const J = new SteeringJacobian(new Qwen3Model(ctx, ckpt.config, model), prompts, site);
       op = { dim: d, applyBlock: (V) => V.map((v) => Float64Array.from(J.normalProduct(Float32Array.from(v), method as ProductMethod))) };
     }
-    const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(5)).join(" ");
-    const onProgress = (p: Progress) =>
-      longRun.progress(
-        p,
-        `iter ${p.iteration}: sigma ${fmt(p.sigmas)} | residual max ${Math.max(...p.residuals).toExponential(2)}` +
-          (p.relativeResiduals ? ` (${Math.max(...p.relativeResiduals).toExponential(2)} of sigma_1^2)` : "") +
-          (method === "lanczos" ? "" : ` | subspace change ${p.subspaceChange.toExponential(2)}`) +
-          (p.products !== undefined ? ` | ${p.products} products` : ""),
-      );
+    const onProgress = (p: Progress) => longRun.progress(p, progressLine(method, p));
     let result: SolveResult;
     try {
       const resumable = longRun.wrap(op);
@@ -270,35 +264,28 @@ function finish({ f, blockSize, result, ckpt, rt, method, S, T, K, n, seed, tol,
   const seconds = (performance.now() - started) / 1000;
 
   const atBytes = svBytes(at);
-  const metadata: Record<string, string> = {
-      method: `power-iter/${method}`,
-      model: ckpt.name,
-      model_path: ckpt.dir,
-      model_config: modelConfigKey(ckpt.config),
-      at_sha256: atBytes ? createHash("sha256").update(atBytes).digest("hex") : "",
-      source_layer: String(S),
-      target_layer: String(T),
-      positions: describePositions(K),
-      position_weights: describePositionWeights(K),
-      seed: String(seed),
-      num_vectors: String(n),
-      block_size: String(blockSize),
-      tokens: JSON.stringify(prompts),
-      chat: String(!!f.chat),
-      at: f.at === undefined ? "" : String(f.at),
-      at_scale: f.at === undefined ? "" : String(atScale),
-      init: f.init === undefined ? "" : String(f.init),
-      iterations: String(result.iterations),
-      products: String(result.products),
-      converged: String(result.converged),
-      tol: String(tol),
-      max_iters: maxIters === undefined ? "" : String(maxIters),
-      threads: String(usedThreads),
-      dtype: "float32",
-      implementation: "jacsteer",
-      kernels: rt.build,
-  };
-  const vectorSet = { vectors: result.vectors.map((v) => Float32Array.from(v)), singularValues: result.singularValues, residuals: result.residuals, metadata };
+  const vectorSet = powerIterVectorSet({
+    result,
+    method,
+    modelName: ckpt.name,
+    modelPath: ckpt.dir,
+    config: ckpt.config,
+    sourceLayer: S,
+    targetLayer: T,
+    positions: K,
+    seed,
+    numVectors: n,
+    blockSize,
+    prompts,
+    chat: !!f.chat,
+    tol,
+    maxIters,
+    threads: usedThreads,
+    kernels: rt.build,
+    at: f.at === undefined ? undefined : { arg: String(f.at), scale: atScale, sha256: atBytes ? createHash("sha256").update(atBytes).digest("hex") : "" },
+    init: f.init === undefined ? undefined : String(f.init),
+  });
+  const metadata = vectorSet.metadata;
   // The residual certificate relative to sigma_1^2, per vector.
   const relative = result.relativeResiduals;
   if (f.out !== undefined) {

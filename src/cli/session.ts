@@ -16,6 +16,7 @@ import { UsageError } from "./errors.js";
 import { stringList, type Options } from "./args.js";
 
 export { log, warn, warnings } from "./output.js";
+export { defaultLayers } from "../jacobian/steering-jacobian.js";
 import { log } from "./output.js";
 
 export function defaultModelDir(): string {
@@ -156,9 +157,3 @@ export function checkOutPath(out: string | undefined, ext = ".safetensors"): voi
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${out}: directory ${dir} does not exist`);
 }
 
-/** Model-size aware default layers: the seed's S = 6, T = 20 of 28 layers, scaled. */
-export function defaultLayers(numLayers: number): { source: number; target: number } {
-  const source = Math.min(numLayers - 1, Math.round((numLayers * 6) / 28));
-  const target = Math.max(source, Math.min(numLayers - 1, Math.round((numLayers * 20) / 28)));
-  return { source, target };
-}

@@ -1,6 +1,8 @@
 // Matrix products split over threads, behind a small interface so the engine stays platform-neutral:
-// SerialGemm (here) runs on the calling thread; src/node/thread-pool.ts runs the same slices on a
-// Piscina pool whose workers instantiate the kernel module on the one shared memory.
+// SerialGemm (here) runs on the calling thread; SharedCounterGemm (here) hands the same slices to
+// worker threads that instantiate the kernel module on the one shared memory: a Piscina pool in Node
+// (src/node/thread-pool.ts), Web Workers in a browser (src/web/worker-gemm.ts). Both run the units
+// with workers/gemm-units.ts.
 //
 // A dispatch is a list of jobs C (+)= A * B with B packed (assembly/matmul.ts gemmPacked). Every job
 // is cut into `parts` ranges of 8-column panels of C, and part i of every job forms one work unit,
@@ -154,4 +156,102 @@ export class SerialGemm implements ParallelGemm {
  */
 export function borrowGemm(gemm: ParallelGemm): ParallelGemm {
   return { threads: gemm.threads, run: (jobs) => gemm.run(jobs), runTasks: (tasks, flops) => gemm.runTasks(tasks, flops), close: async () => {} };
+}
+
+/** Work units per thread and dispatch: small enough that a late or slow thread costs little, large enough (each still >= about 1 ms on the 0.6B workload) that the counter is not contended. */
+const CHUNKS_PER_THREAD = 4;
+
+/** What a worker is handed for one dispatch (workers/gemm-units.ts GemmTask). */
+export interface UnitWork {
+  gemm?: number[][];
+  tasks?: readonly KernelTask[];
+  count?: number;
+}
+
+/**
+ * The worker threads of a SharedCounterGemm: `post` hands one dispatch to every worker and returns
+ * one promise per worker, resolving with the number of units it ran (workers/gemm-units.ts).
+ */
+export interface UnitWorkers {
+  post(work: UnitWork): Promise<number>[];
+  close(): Promise<void>;
+}
+
+/**
+ * `threads` computing threads: the calling one and `threads - 1` workers over the one shared memory.
+ * A dispatch cuts the work into units (panel ranges of the products, or kernel tasks), posts the list
+ * to every worker, and every thread, the calling one included, takes units from a shared atomic
+ * counter until none is left; then the calling thread awaits the workers. A round trip to the workers
+ * costs tens of microseconds, so dispatches below `minParallelFlops` (8 MFLOP, about 0.15 ms of work)
+ * run on the calling thread alone; that choice never changes the result, which is bitwise the same
+ * for any thread count.
+ */
+export class SharedCounterGemm implements ParallelGemm {
+  private closed = false;
+  /** Work units the workers ran (the rest ran on the calling thread): to check that they take part. */
+  workerUnits = 0;
+  /** The next unit of the current dispatch, shared with the workers. */
+  private readonly counter: Int32Array;
+
+  constructor(
+    private readonly rt: Runtime,
+    readonly threads: number,
+    private readonly workers: UnitWorkers,
+    counter: SharedArrayBuffer,
+    private readonly minParallelFlops = 8e6,
+  ) {
+    this.counter = new Int32Array(counter);
+  }
+
+  run(jobs: readonly GemmJob[]): Promise<void> | void {
+    if (this.closed) throw new Error("thread pool is closed");
+    checkGemmJobs(jobs);
+    if (gemmFlops(jobs) < this.minParallelFlops) {
+      runGemmSlices(this.rt, gemmSlices(jobs, 0, 1));
+      return;
+    }
+    const chunks: number[][] = [];
+    const n = this.threads * CHUNKS_PER_THREAD;
+    for (let part = 0; part < n; part++) {
+      const slices = gemmSlices(jobs, part, n);
+      if (slices.length) chunks.push(slices);
+    }
+    return this.share({ gemm: chunks }, (i) => runGemmSlices(this.rt, chunks[i]!), chunks.length);
+  }
+
+  runTasks(tasks: readonly KernelTask[], flops: number): Promise<void> | void {
+    if (this.closed) throw new Error("thread pool is closed");
+    if (flops < this.minParallelFlops || tasks.length < 2) {
+      runKernelTasks(this.rt, tasks);
+      return;
+    }
+    return this.share({ tasks }, (i) => runKernelTasks(this.rt, [tasks[i]!]), tasks.length);
+  }
+
+  /**
+   * Hand `count` work units to every worker and to this thread: each thread takes the next unit
+   * from a shared counter until none is left (so a thread that starts late or runs slower takes
+   * fewer), then this thread waits for the workers, also when its own part throws, so that no
+   * worker still touches memory the caller is about to reuse.
+   */
+  private share(units: UnitWork, runUnit: (i: number) => void, count: number): Promise<void> {
+    Atomics.store(this.counter, 0, 0);
+    const pending = this.workers.post({ ...units, count });
+    try {
+      for (let i = Atomics.add(this.counter, 0, 1); i < count; i = Atomics.add(this.counter, 0, 1)) runUnit(i);
+    } catch (e) {
+      return Promise.allSettled(pending).then(() => {
+        throw e;
+      });
+    }
+    return Promise.all(pending).then((done) => {
+      for (const d of done) this.workerUnits += d;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.workers.close();
+  }
 }

@@ -27,6 +27,13 @@ export interface SteeringSite {
   at?: Float32Array;
 }
 
+/** Model-size aware default layers: the seed's S = 6, T = 20 of 28 layers, scaled. */
+export function defaultLayers(numLayers: number): { source: number; target: number } {
+  const source = Math.min(numLayers - 1, Math.round((numLayers * 6) / 28));
+  const target = Math.max(source, Math.min(numLayers - 1, Math.round((numLayers * 20) / 28)));
+  return { source, target };
+}
+
 /** S and T must be layers of the model, with T at or after S; messages name the CLI flags. */
 export function checkSiteLayers(numLayers: number, S: number, T: number): void {
   const L = numLayers;

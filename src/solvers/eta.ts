@@ -9,6 +9,8 @@
 // Platform-neutral and clock-free: the caller supplies each block's duration, so tests can feed
 // synthetic sequences.
 
+import type { Progress } from "./common.js";
+
 export interface EtaOptions {
   /** The run stops once the metric is below this (0 or undefined: it runs to maxBlocks). */
   tol?: number;
@@ -131,4 +133,38 @@ export function formatDuration(seconds: number): string {
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
   const m = Math.round(s / 60);
   return `${Math.floor(m / 60)}h ${m % 60}m`;
+}
+
+/**
+ * The ETA of a `power-iter` solve: Lanczos converges on the largest relative residual; power
+ * iteration stops on the subspace change and then applies A once more (the final Rayleigh-Ritz
+ * block). The command line (src/cli/long-run.ts) and the browser page (src/web/driver.ts) use it.
+ */
+export function solverEta(method: string, tol: number, maxIters: number | undefined): EtaEstimator {
+  // Lanczos converges on the largest relative residual; power iteration stops on the subspace change
+  // and then applies A once more (the final Rayleigh-Ritz block). MELBO makes a fixed count.
+  if (method === "melbo") return new EtaEstimator({ tol: 0, maxBlocks: maxIters, metricName: "loss" });
+  const lanczos = method === "lanczos";
+  return new EtaEstimator({
+    tol,
+    maxBlocks: maxIters === undefined ? undefined : maxIters + (lanczos ? 0 : 1),
+    finalBlocks: lanczos ? 0 : 1,
+    metricName: lanczos ? "residual" : "subspace change",
+  });
+}
+
+/** The metric solverEta(method, ...) observes after a block. */
+export function solverEtaMetric(method: string, p: Progress): number {
+  return method === "lanczos" ? Math.max(...(p.relativeResiduals ?? p.residuals)) : p.subspaceChange;
+}
+
+/** A `power-iter` progress line (without the ETA): sigmas, the residual certificate, products. */
+export function progressLine(method: string, p: Progress): string {
+  const fmt = (xs: number[]) => xs.map((x) => x.toPrecision(5)).join(" ");
+  return (
+    `iter ${p.iteration}: sigma ${fmt(p.sigmas)} | residual max ${Math.max(...p.residuals).toExponential(2)}` +
+    (p.relativeResiduals ? ` (${Math.max(...p.relativeResiduals).toExponential(2)} of sigma_1^2)` : "") +
+    (method === "lanczos" ? "" : ` | subspace change ${p.subspaceChange.toExponential(2)}`) +
+    (p.products !== undefined ? ` | ${p.products} products` : "")
+  );
 }

@@ -3,7 +3,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { expect } from "vitest";
 
 export const ROOT = process.cwd();
@@ -84,16 +84,8 @@ export function svgCoordinateValues(html: string): string[] {
 
 export const REQUIRE_CHROMIUM = process.env.JACSTEER_REQUIRE_CHROMIUM === "1";
 
-/** Debian's `chromium` (or chromium-browser / google-chrome), or $JACSTEER_CHROMIUM. */
-export function findChromium(): string | undefined {
-  if (process.env.JACSTEER_CHROMIUM) return process.env.JACSTEER_CHROMIUM;
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    for (const name of ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]) {
-      if (dir && existsSync(join(dir, name))) return join(dir, name);
-    }
-  }
-  return undefined;
-}
+/** Debian's `chromium` (or chromium-browser / google-chrome), or $JACSTEER_CHROMIUM (one lookup for the tests and benches). */
+export { findChromiumBinary as findChromium } from "../../bench/browser.js";
 
 /**
  * Screenshot `file` at width x height CSS pixels (device scale 1). --headless is Chromium's new
