@@ -269,6 +269,8 @@ export class SteeringEngine {
   async moveTo(sv: ArrayLike<number> | null): Promise<void> {
     if (sv) this.checkBlock([sv], this.inputDim, "moveTo");
     else if (this.closed) throw new Error("moveTo: the engine is closed");
+    // A view shares its parent's saved forward: moving it would move the parent (and its other views).
+    if (this.isView) throw new Error("moveTo: not on a view made by restrict()");
     return this.exclusive(() => this.forwardAt(sv));
   }
 
@@ -341,7 +343,7 @@ export class SteeringEngine {
     if (!(Number.isInteger(source) && Number.isInteger(target) && S <= source && source < target && target <= T)) throw new RangeError(`SteeringEngine.restrict: (${source}, ${target}) is not inside (${S}, ${T}) with S < T`);
     const from = source - S, to = target - S;
     const output = target === T ? this.output : this.saved[to]!.hIn;
-    return new SteeringEngine(this.rt, this.config, this.prompts, { ...this.site, sourceLayer: source, targetLayer: target }, this.ctx, this.layers.slice(from, to), this.saved.slice(from, to), output, this.loadSeconds, this.slots, this.weightPlan, true);
+    return new SteeringEngine(this.rt, this.config, this.prompts, { ...this.site, sourceLayer: source, targetLayer: target }, this.ctx, this.layers.slice(from, to), this.saved.slice(from, to), from === 0 ? this.base : this.saved[from]!.hIn, output, this.loadSeconds, this.slots, this.weightPlan, true);
   }
 
   /** Close the ParallelGemm (worker threads). The engine cannot compute afterwards. */
