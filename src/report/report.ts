@@ -14,6 +14,7 @@ import { heatmap } from "./heatmap.js";
 import { linePlot, type Series } from "./plot.js";
 import { formatNumber } from "./scale.js";
 import { escapeXml } from "./svg.js";
+import { linearitySection, type LinearityInput } from "./linearity.js";
 
 export interface SpectrumInput {
   label: string;
@@ -52,6 +53,8 @@ export interface ReportInput {
   /** signed cosines on a diverging scale instead of |cos| */
   signed?: boolean;
   ab: AbInput[];
+  /** linearity results (jacsteer linearity --out) */
+  linearity?: LinearityInput[];
 }
 
 export interface RenderedReport {
@@ -159,6 +162,10 @@ function inputsTable(input: ReportInput): string {
       `${vectors} vector(s) × ${scales} scale(s)`,
       [a.meta.questions !== undefined ? `${a.meta.questions} questions` : "", a.meta.dataset ? `from ${a.meta.dataset}` : "", a.meta.chat ? "chat template" : ""].filter(Boolean).join(" "),
     ]);
+  });
+  input.linearity?.forEach((l) => {
+    const d = l.doc;
+    row("linearity", l.file, [`linearity of ${d.method ?? "?"} vectors`, d.model, `S ${d.source_layer} → T ${d.target_layer}, positions ${d.positions}`, "sv = 0", `${d.vectors.length} vector(s) × ${d.radii.length} radii`, `${d.file}, ${d.tokens.length} prompt(s)`]);
   });
   const head = ["input", "file", "method", "model", "site", "Jacobian point", "vectors", "run"];
   return `<table class="files"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
@@ -453,6 +460,7 @@ export function renderReport(input: ReportInput): RenderedReport {
   if (input.spectra.length) sections.push({ id: "spectra", title: "Singular spectra", ...spectraSection(input, notes) });
   if (input.cosines.length) sections.push({ id: "cosines", title: "Cosine similarities", ...cosineSection(input) });
   if (input.ab.length) sections.push({ id: "ab", title: "A/B evaluation", ...abSection(input, notes) });
+  if (input.linearity?.length) sections.push({ id: "linearity", title: "Linear regime", ...linearitySection(input.linearity, notes, { figure, table, width: PAGE_WIDTH }) });
   const figures = sections.reduce((s, x) => s + x.figures, 0);
 
   const head =
