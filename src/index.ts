@@ -29,3 +29,5 @@ export * as generation from "./generation/index.js";
 export * as evaluation from "./evaluation/index.js";
 export * as report from "./report/index.js";
 export * as checkpoint from "./checkpoint/write-random.js";
+export * as linearity from "./linearity/linearity.js";
+export * as dct from "./dct/dct.js";

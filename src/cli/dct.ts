@@ -1,7 +1,7 @@
 // `jacsteer dct`: exponential Deep Causal Transcoder vectors (src/dct/dct.ts) on the batched engine,
 // written as a vector file (method "dct") with the calibrated radius and the objective history.
 import { createHash } from "node:crypto";
-import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
+import { intFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
 import { checkOutPath, log, warn, warnings } from "./session.js";
 import { ENGINE_SESSION_OPTIONS, engineSessionHelp, openEngineSession, passEta } from "./engine-session.js";
@@ -11,6 +11,7 @@ import { writeFileAtomic } from "../node/safetensors-file.js";
 import { describePositions, describePositionWeights } from "../jacobian/positions.js";
 import { DCT_DEFAULTS, MAX_CALIBRATION_EVALS, exponentialDct } from "../dct/dct.js";
 import { DEFAULT_RADIUS_FACTOR, defaultRadius } from "../melbo/melbo.js";
+import { positiveNumber } from "./melbo.js";
 import { formatDuration } from "../solvers/eta.js";
 
 /** The bracketing starts at this fraction of the median layer-S norm. */
@@ -47,12 +48,6 @@ const OPTIONS: Options = {
   out: { type: "string" },
 };
 
-function positive(f: Record<string, unknown>, name: string): number | undefined {
-  const x = numberFlag(f, name);
-  if (x !== undefined && !(x > 0 && Number.isFinite(x))) throw new UsageError(`--${name} ${x}: must be a positive number`);
-  return x;
-}
-
 export async function dct(argv: string[]): Promise<number> {
   const f = parseFlags(argv, OPTIONS);
   if (f.help) {
@@ -62,9 +57,9 @@ export async function dct(argv: string[]): Promise<number> {
   const m = intFlag(f, "num-vectors", DCT_DEFAULTS.numVectors, 1)!;
   const iterations = intFlag(f, "iterations", DCT_DEFAULTS.iterations, 1)!;
   const nCal = intFlag(f, "calibration-vectors", DCT_DEFAULTS.calibrationVectors, 1)!;
-  const target = positive(f, "target-ratio") ?? DCT_DEFAULTS.targetRatio;
-  const radiusFlag = positive(f, "radius");
-  const startFlag = positive(f, "radius-start");
+  const target = positiveNumber(f, "target-ratio", undefined) ?? DCT_DEFAULTS.targetRatio;
+  const radiusFlag = positiveNumber(f, "radius", undefined);
+  const startFlag = positiveNumber(f, "radius-start", undefined);
   if (radiusFlag !== undefined && startFlag !== undefined) throw new UsageError("--radius skips the calibration; --radius-start has nothing to start");
   if (radiusFlag !== undefined && (f["target-ratio"] !== undefined || f["calibration-vectors"] !== undefined)) throw new UsageError("--radius skips the calibration: --target-ratio and --calibration-vectors do not apply");
   const seed = intFlag(f, "seed", 0, 0)!;

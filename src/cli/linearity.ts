@@ -1,7 +1,8 @@
 // `jacsteer linearity FILE[:ROW]`: how far each direction of a vector file can be pushed before the
 // steering Jacobian stops describing it (src/linearity/). Writes a JSON result (`--out`) that
 // `jacsteer report --linearity` plots.
-import { parseFlagsAndPositionals, numberFlag, type Options } from "./args.js";
+import { parseFlagsAndPositionals, type Options } from "./args.js";
+import { positiveNumber } from "./melbo.js";
 import { UsageError } from "./errors.js";
 import { checkOutPath, log, warn, warnings } from "./session.js";
 import { ENGINE_SESSION_OPTIONS, engineSessionHelp, openEngineSession, passEta } from "./engine-session.js";
@@ -54,8 +55,7 @@ export async function linearity(argv: string[]): Promise<number> {
   if (f.radii !== undefined && f["radius-fracs"] !== undefined) throw new UsageError("--radii and --radius-fracs cannot be combined: choose one");
   const radiiFlag = f.radii === undefined ? undefined : numberList(f.radii as string, "--radii");
   const fracs = f["radius-fracs"] === undefined ? DEFAULT_RADIUS_FRACTIONS : numberList(f["radius-fracs"] as string, "--radius-fracs");
-  const target = numberFlag(f, "target-ratio", DEFAULT_TARGET_RATIO)!;
-  if (!(target > 0)) throw new UsageError(`--target-ratio ${target}: must be positive`);
+  const target = positiveNumber(f, "target-ratio", DEFAULT_TARGET_RATIO)!;
   const out = f.out as string | undefined;
   checkOutPath(out, ".json");
 
