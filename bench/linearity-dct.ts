@@ -29,7 +29,17 @@ const S = 6, T = 20, K = 4, TOKENS = 32, VECTORS = 8, BASELINE_VECTORS = 2;
 
 async function main(): Promise<void> {
   enableRelaxedSimd();
-  const { values } = parseArgs({ options: { model: { type: "string" }, threads: { type: "string" } } });
+  const { values } = parseArgs({
+    options: {
+      model: { type: "string" }, threads: { type: "string" },
+      // a smaller workload where the machine is busy: radius fractions, DCT iterations, calibration directions, a fixed DCT radius (no calibration)
+      "radius-fracs": { type: "string" }, "dct-iterations": { type: "string" }, "dct-calibration": { type: "string" }, "dct-radius-frac": { type: "string" },
+    },
+  });
+  const fracs = values["radius-fracs"] ? values["radius-fracs"].split(",").map(Number) : DEFAULT_RADIUS_FRACTIONS;
+  const dctIterations = Number(values["dct-iterations"] ?? DCT_DEFAULTS.iterations);
+  const dctCalibration = Number(values["dct-calibration"] ?? DCT_DEFAULTS.calibrationVectors);
+  const dctRadiusFrac = values["dct-radius-frac"] === undefined ? undefined : Number(values["dct-radius-frac"]);
   const threads = Number(values.threads ?? 2);
   const machine = machineInfo();
   const dir = values.model ?? ensureBenchCheckpoint();
@@ -44,7 +54,7 @@ async function main(): Promise<void> {
   const setup = (performance.now() - t0) / 1000;
   const d = engine.inputDim;
   const median = defaultRadius(engine.sourceRowNorms()) / DEFAULT_RADIUS_FACTOR;
-  const radii = DEFAULT_RADIUS_FRACTIONS.map((f) => f * median);
+  const radii = fracs.map((f) => f * median);
   const { units } = unitVectors(Array.from({ length: VECTORS }, () => Float64Array.from({ length: d }, () => g())), "bench");
 
   // linearity, batched
@@ -63,8 +73,8 @@ async function main(): Promise<void> {
   const phase = { calibration: 0, iterations: 0, final: 0, jv: 0 };
   t0 = performance.now();
   const res = await exponentialDct(engine, {
-    numVectors: DCT_DEFAULTS.numVectors, iterations: DCT_DEFAULTS.iterations, targetRatio: DCT_DEFAULTS.targetRatio, calibrationVectors: DCT_DEFAULTS.calibrationVectors,
-    seed: 0, radiusStart: 0.1 * median,
+    numVectors: DCT_DEFAULTS.numVectors, iterations: dctIterations, targetRatio: DCT_DEFAULTS.targetRatio, calibrationVectors: dctCalibration,
+    seed: 0, radiusStart: 0.1 * median, radius: dctRadiusFrac === undefined ? undefined : dctRadiusFrac * median,
     onProgress: (e) => {
       if (e.phase === "calibrate") phase.calibration += e.seconds;
       else if (e.phase === "iterate") phase.iterations += e.seconds;
@@ -75,24 +85,24 @@ async function main(): Promise<void> {
   });
   const dctSeconds = (performance.now() - t0) / 1000;
   // baseline: one calibration pass and one iteration, one vector per pass
-  const init = seededInit(0, d, engine.outputDim, DCT_DEFAULTS.numVectors, DCT_DEFAULTS.calibrationVectors);
+  const init = seededInit(0, d, engine.outputDim, DCT_DEFAULTS.numVectors, dctCalibration);
   t0 = performance.now();
-  for (const w of init.calibration) await engine.steered([w.map((x) => res.radius * x)]);
+  if (res.passes.calibration) for (const w of init.calibration) await engine.steered([w.map((x) => res.radius * x)]);
   const calPassSingle = (performance.now() - t0) / 1000;
   t0 = performance.now();
   for (let i = 0; i < init.V.length; i++) await engine.steered([Float32Array.from(init.V[i]!, (x) => res.radius * x)], [Float32Array.from(init.U[i]!)]);
   const iterSingle = (performance.now() - t0) / 1000;
-  const calPassBatched = phase.calibration / res.passes.calibration, iterBatched = phase.iterations / res.passes.iterations;
+  const calPassBatched = res.passes.calibration ? phase.calibration / res.passes.calibration : 0, iterBatched = phase.iterations / res.passes.iterations;
   const dctBaseSeconds = dctSeconds + res.passes.calibration * (calPassSingle - calPassBatched) + res.passes.iterations * (iterSingle - iterBatched);
   await engine.close();
   ckpt.close();
 
   const line = machineLine(machine);
   const rows = [
-    ["linearity, 8 directions x 12 radii (13 passes)", `${linSeconds.toFixed(1)} s`, `${linBaseSeconds.toFixed(1)} s (one direction per pass; ${BASELINE_VECTORS} timed, x${VECTORS / BASELINE_VECTORS})`, `${(linBaseSeconds / linSeconds).toFixed(2)}x`, `ratios bitwise equal: ${bitwise}`],
+    [`linearity, ${VECTORS} directions x ${radii.length} radii (${radii.length + 1} passes)`, `${linSeconds.toFixed(1)} s`, `${linBaseSeconds.toFixed(1)} s (one direction per pass; ${BASELINE_VECTORS} timed, x${VECTORS / BASELINE_VECTORS})`, `${(linBaseSeconds / linSeconds).toFixed(2)}x`, `ratios bitwise equal: ${bitwise}`],
     [
-      `dct, m 8, tau 10, 30 calibration directions`,
-      `${dctSeconds.toFixed(1)} s (calibration ${phase.jv.toFixed(1)} + ${phase.calibration.toFixed(1)} s in ${res.passes.calibration} passes, iterations ${phase.iterations.toFixed(1)} s, final ${phase.final.toFixed(1)} s)`,
+      `dct, m ${DCT_DEFAULTS.numVectors}, tau ${dctIterations}, ${res.passes.calibration ? `${dctCalibration} calibration directions` : `radius given (${dctRadiusFrac} x median norm), no calibration`}`,
+      `${dctSeconds.toFixed(1)} s (calibration J w ${phase.jv.toFixed(1)} s + ${phase.calibration.toFixed(1)} s in ${res.passes.calibration} passes, iterations ${phase.iterations.toFixed(1)} s, final ${phase.final.toFixed(1)} s)`,
       `${dctBaseSeconds.toFixed(1)} s (a calibration pass ${calPassSingle.toFixed(2)} s and an iteration ${iterSingle.toFixed(2)} s one vector per pass, vs ${calPassBatched.toFixed(2)} and ${iterBatched.toFixed(2)} s batched, scaled to the run's passes)`,
       `${(dctBaseSeconds / dctSeconds).toFixed(2)}x`,
       `R ${res.radius.toPrecision(5)} (${(res.radius / median).toPrecision(3)} x median norm ${median.toPrecision(4)}); objective ${res.objective[0]!.toPrecision(4)} -> ${res.objective.at(-1)!.toPrecision(4)}`,

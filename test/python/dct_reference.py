@@ -66,6 +66,7 @@ def orthonormalize(V):
 
 
 def main():
+    torch.set_num_threads(1)
     cfg = json.load(sys.stdin)
     model, _ = load_qwen3(cfg["model"], "float64", "cpu", "minimal")
     d = model.config.hidden_size
@@ -78,8 +79,8 @@ def main():
     R = cfg["radius"]
     if R is None:
         W = [torch.tensor(w, dtype=torch.float64) for w in cfg["calibration"]]
-        Jmat = torch.autograd.functional.jacobian(target, zero)  # [outputDim, d]
-        JW = [Jmat @ w for w in W]
+        # J w by forward-mode through the double-backward trick (torch.autograd.functional.jvp)
+        JW = [torch.autograd.functional.jvp(target, zero, w)[1].detach() for w in W]
         lam = cfg["target_ratio"]
 
         def ratio(r):
