@@ -3,7 +3,7 @@
 // metadata supplies the layers, the positions and the prompts' tokens that were not given as flags,
 // so `jacsteer linearity run.safetensors` measures the run's own directions on the run's own J.
 import { UsageError } from "./errors.js";
-import { defaultLayers, defaultModelDir, log, resolvePrompts, promptFlags, PROMPT_OPTIONS, SITE_OPTIONS } from "./session.js";
+import { defaultLayers, defaultModelDir, log, resolvePrompts, promptFlags, warn, PROMPT_OPTIONS, SITE_OPTIONS } from "./session.js";
 import type { Options } from "./args.js";
 import { intFlag } from "./args.js";
 import { threadsFlag } from "./threads.js";
@@ -84,6 +84,9 @@ export async function openEngineSession(f: Record<string, unknown>, meta?: { fil
         { positions: f.positions as string | undefined, positionList: f["position-list"] as string | undefined, positionWeights: f["position-weights"] as string | undefined, allPositions: !!f["all-positions"] },
         4,
       );
+      if (!positionFlagsGiven && md.positions !== undefined) {
+        warn(`${meta!.file} was computed at positions ${md.positions}${md.position_weights ? ` weights ${md.position_weights}` : ""} (its metadata), which are read back only as a plain K; using ${describePositions(positions)}: give --position-list/--position-weights/--all-positions to match`);
+      }
     }
     const pf = promptFlags(f);
     let prompts: number[][];
