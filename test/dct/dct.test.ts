@@ -41,7 +41,7 @@ describe("exponential DCT", async () => {
   const reference = (overrides: Record<string, unknown> = {}) => {
     const rows = prompts.map((p, i) => resolvePositions(positions, p.length, `prompt ${i + 1}`).rows);
     const input = {
-      model: ck.dir, prompts, source_layer: S, target_layer: T, rows, weights: (positions as { weights: number[] }).weights,
+      model: ck.dir, prompts, source_layer: S, target_layer: T, rows, weights: (positions as { weights: readonly number[] }).weights,
       calibration: init.calibration.map((w) => Array.from(w)), V: init.V.map((v) => Array.from(v)), U: init.U.map((u) => Array.from(u)),
       iterations, target_ratio: 0.5, radius_start: radiusStart, radius: null,
       xtol: XTOL, ftol: FTOL, max_bracket: MAX_BRACKET_STEPS, max_evals: MAX_CALIBRATION_EVALS, ...overrides,
