@@ -33,3 +33,5 @@ export * as checkpoint from "./checkpoint/write-random.js";
 export * as steeringEval from "./steering-eval/kl.js";
 export * as atlas from "./atlas/atlas.js";
 export * as stability from "./stability/stability.js";
+export * as linearity from "./linearity/linearity.js";
+export * as dct from "./dct/dct.js";

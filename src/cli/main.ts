@@ -19,6 +19,8 @@ const COMMANDS: Record<string, Command> = {
   kl: { summary: "KL(steered || unsteered) of the next-token distribution per vector and scale, both signs", load: async () => (await import("./kl.js")).kl },
   atlas: { summary: "every layer pair (S, T): top singular vectors and their both-sign KL; resumable", load: async () => (await import("./atlas.js")).atlas },
   stability: { summary: "which singular vectors reproduce across seeds and prompt subsets", load: async () => (await import("./stability.js")).stability },
+  linearity: { summary: "how far each direction can be pushed before the Jacobian stops describing it", load: async () => (await import("./linearity.js")).linearity },
+  dct: { summary: "Deep Causal Transcoder (exponential) vectors, radius calibrated to the linear regime", load: async () => (await import("./dct.js")).dct },
   report: { summary: "one self-contained HTML report with SVG plots", load: async () => (await import("./report.js")).report },
   serve: { summary: "the browser page (web/) on a local server, cross-origin isolated for threads", load: async () => (await import("./serve.js")).serve },
 };

@@ -80,7 +80,8 @@ const OPTIONS: Options = {
   help: { type: "boolean", short: "h" },
 };
 
-function positiveNumber(f: Record<string, unknown>, name: string, fallback: number | undefined): number | undefined {
+/** A number flag that must be positive (also used by dct and linearity). */
+export function positiveNumber(f: Record<string, unknown>, name: string, fallback: number | undefined): number | undefined {
   const x = numberFlag(f, name, fallback);
   if (x !== undefined && !(x > 0)) throw new UsageError(`--${name} ${x}: must be positive`);
   return x;

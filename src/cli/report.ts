@@ -11,6 +11,7 @@ import { openSafetensorsFile, writeFileAtomic } from "../node/safetensors-file.j
 import { packageRoot } from "../node/runtime.js";
 import { parseAbResult, type AbInput } from "../report/ab-input.js";
 import type { AtlasInput, StabilityInput } from "../report/atlas-stability.js";
+import { parseLinearity } from "../report/linearity.js";
 import { renderReport, spectrumLabel, type CosinePair, type SpectrumInput, type VectorSetSelection } from "../report/report.js";
 
 export const REPORT_HELP = `jacsteer report: one self-contained HTML file (inline SVG plots, no scripts, no external files)
@@ -36,6 +37,8 @@ export const REPORT_HELP = `jacsteer report: one self-contained HTML file (inlin
                              each cell's numbers in its hover title, the ten best pairs in a table
   --stability FILE.json      a \`jacsteer stability --out\` result (repeatable): per run and vector the
                              smallest best |cos| with the other runs, the verdicts, the near-tied bands
+  --linearity FILE.json      a jacsteer linearity --out result (repeatable): ratio ||Delta(r v) - r J v|| / ||r J v||
+                             against the radius, one line per direction, and each one's radius at the target
 
 Every section is optional; at least one input is needed.
 `;
@@ -49,6 +52,7 @@ const OPTIONS: Options = {
   ab: { type: "string", multiple: true },
   atlas: { type: "string", multiple: true },
   stability: { type: "string", multiple: true },
+  linearity: { type: "string", multiple: true },
   help: { type: "boolean", short: "h" },
 };
 
@@ -143,15 +147,24 @@ function isDirectory(p: string): boolean {
 
 /** A JSON result of another command, checked for its format field; one line naming the file otherwise. */
 function readJsonResult<T>(file: string, flag: string, format: string): T & { file: string } {
-  if (!existsSync(file)) throw new UsageError(`${flag} ${file}: file does not exist`);
+  const text = readText(file, flag);
   let parsed: { format?: unknown };
   try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
+    parsed = JSON.parse(text);
   } catch (e) {
     throw new UsageError(`${flag} ${file}: not JSON (${(e as Error).message})`);
   }
   if (parsed?.format !== format) throw new UsageError(`${flag} ${file}: not a ${format} file (format ${JSON.stringify(parsed?.format ?? null)})`);
   return { ...(parsed as T), file };
+}
+
+function readText(file: string, flag: string): string {
+  if (!existsSync(file)) throw new UsageError(`${flag} ${file}: file does not exist`);
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`${flag} ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
 }
 
 function checkHtmlOut(out: string | undefined): string {
@@ -177,7 +190,8 @@ export async function report(argv: string[]): Promise<number> {
   const abArgs = stringList(f, "ab");
   const atlasArgs = stringList(f, "atlas");
   const stabilityArgs = stringList(f, "stability");
-  if (!spectrumArgs.length && !pairs.length && !abArgs.length && !atlasArgs.length && !stabilityArgs.length) throw new UsageError("nothing to report: give --spectrum FILE, --cosine A B, --ab FILE.json, --atlas DIR or --stability FILE.json");
+  const linearityArgs = stringList(f, "linearity");
+  if (!spectrumArgs.length && !pairs.length && !abArgs.length && !atlasArgs.length && !stabilityArgs.length && !linearityArgs.length) throw new UsageError("nothing to report: give --spectrum FILE, --cosine A B, --ab FILE.json, --atlas DIR, --stability FILE.json or --linearity FILE.json");
   if (f["log-spectrum"] && !spectrumArgs.length) throw new UsageError("--log-spectrum needs --spectrum");
   if (f.signed && !pairs.length) throw new UsageError("--signed needs --cosine");
 
@@ -192,6 +206,7 @@ export async function report(argv: string[]): Promise<number> {
   const ab = abArgs.map(readAb);
   const atlas = atlasArgs.map((a) => readJsonResult<AtlasInput>(isDirectory(a) ? join(a, "atlas.json") : a, "--atlas", "jacsteer.atlas.v1"));
   const stabilityInputs = stabilityArgs.map((a) => readJsonResult<StabilityInput>(a, "--stability", "jacsteer.stability.v1"));
+  const linearity = linearityArgs.map((file) => parseLinearity(readText(file, "--linearity"), file, "--linearity"));
 
   const { html, figures, notes } = renderReport({
     title: (f.title as string | undefined) ?? "jacsteer report",
@@ -205,6 +220,7 @@ export async function report(argv: string[]): Promise<number> {
     ab,
     atlas,
     stability: stabilityInputs,
+    linearity,
   });
   writeFileAtomic(out, html);
   for (const n of notes) log(`jacsteer: note: ${n}`);

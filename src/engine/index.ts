@@ -4,3 +4,4 @@
 export { SteeringEngine, type SteeringEngineOptions } from "./steering-engine.js";
 export { SerialGemm, gemmSlices, gemmFlops, runGemmSlices, SLICE_ARGS, type GemmJob, type ParallelGemm } from "./parallel-gemm.js";
 export { ForwardModel, chunkByBudget, DEFAULT_ACTIVATION_BUDGET, type ForwardCache, type ForwardOptions } from "./forward.js";
+export { STEERED_BUDGET_BYTES, type SteeredResult } from "./steered-pass.js";

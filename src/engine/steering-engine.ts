@@ -43,6 +43,7 @@ import {
   type Segment,
 } from "./decoder-layer.js";
 import { SerialGemm, type ParallelGemm } from "./parallel-gemm.js";
+import { steeredPass, type SteeredResult } from "./steered-pass.js";
 
 /** How layers S+1..T are held: `auto` picks resident when they fit `residentBudgetBytes`. */
 export type WeightMode = "auto" | "resident" | "stream";
@@ -279,8 +280,12 @@ export class SteeringEngine {
    * the scale MELBO's default radius is taken from.
    */
   sourceNorms(): number[] {
+    return this.rowNorms(this.base);
+  }
+
+  private rowNorms(ptr: number): number[] {
     const d = this.inputDim;
-    const view = this.rt.heap.f32(this.base, this.ctx.rows * d);
+    const view = this.rt.heap.f32(ptr, this.ctx.rows * d);
     return Array.from({ length: this.ctx.rows }, (_, r) => {
       let s = 0;
       for (let j = 0; j < d; j++) s += view[r * d + j]! * view[r * d + j]!;
@@ -344,6 +349,35 @@ export class SteeringEngine {
     const from = source - S, to = target - S;
     const output = target === T ? this.output : this.saved[to]!.hIn;
     return new SteeringEngine(this.rt, this.config, this.prompts, { ...this.site, sourceLayer: source, targetLayer: target }, this.ctx, this.layers.slice(from, to), this.saved.slice(from, to), from === 0 ? this.base : this.saved[from]!.hIn, output, this.loadSeconds, this.slots, this.weightPlan, true);
+  }
+
+  /**
+   * The nonlinear pass at steered points (linearity, dct): for each point p_j, layers S+1..T run on
+   * the layer-S output plus sv0 + p_j (every position), and the target rows come back (weights
+   * applied, as targets()). With cotangents U, the VJP at each point follows:
+   * grads[j] = J(sv0 + p_j)^T u_j. One pass for all points: the prompts are stacked once per point.
+   * Implemented in steered-pass.ts; this is its door into the engine's layers and saved forward.
+   */
+  async steered(points: readonly ArrayLike<number>[], cotangents?: readonly ArrayLike<number>[], opts: { budgetBytes?: number } = {}): Promise<SteeredResult> {
+    this.checkBlock(points, this.inputDim, "steered");
+    if (cotangents) {
+      this.checkBlock(cotangents, this.outputDim, "steered");
+      if (cotangents.length !== points.length) throw new RangeError(`steered: ${points.length} points but ${cotangents.length} cotangents`);
+    }
+    return this.exclusive(() =>
+      steeredPass(
+        {
+          ctx: this.ctx, saved: this.saved, output: this.output, selections: this.selections, offsets: this.offsets, outputDim: this.outputDim,
+          layers: this.layers.length, weightsOf: (l, next) => this.weightsOf(l, next),
+        },
+        points, cotangents, opts.budgetBytes,
+      ),
+    );
+  }
+
+  /** Norms of the layer-S output rows (sv0 added) of every prompt, all positions: the scale radii are set against. */
+  sourceRowNorms(): number[] {
+    return this.rowNorms(this.saved[0]?.hIn ?? this.output);
   }
 
   /** Close the ParallelGemm (worker threads). The engine cannot compute afterwards. */

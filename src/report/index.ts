@@ -5,3 +5,4 @@ export { linePlot, type LinePlotOptions, type PlotResult, type Series, type Poin
 export { heatmap, type HeatmapOptions, type HeatmapResult } from "./heatmap.js";
 export { linearScale, logScale, niceTicks, integerTicks, logTicks, formatNumber, type Scale, type Ticks } from "./scale.js";
 export { escapeXml } from "./svg.js";
+export { parseLinearity, LINEARITY_FORMAT, type LinearityFile, type LinearityInput } from "./linearity.js";

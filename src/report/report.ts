@@ -15,6 +15,7 @@ import { heatmap } from "./heatmap.js";
 import { linePlot, type Series } from "./plot.js";
 import { formatNumber } from "./scale.js";
 import { escapeXml } from "./svg.js";
+import { linearitySection, type LinearityInput } from "./linearity.js";
 
 export interface SpectrumInput {
   label: string;
@@ -56,6 +57,8 @@ export interface ReportInput {
   /** `jacsteer atlas` merged files and `jacsteer stability` results (report/atlas-stability.ts) */
   atlas?: AtlasInput[];
   stability?: StabilityInput[];
+  /** linearity results (jacsteer linearity --out) */
+  linearity?: LinearityInput[];
 }
 
 export interface RenderedReport {
@@ -166,6 +169,10 @@ function inputsTable(input: ReportInput): string {
   });
   input.atlas?.forEach((a) => row("atlas", a.file, ["atlas", a.model, `${a.pairs.length} of ${a.planned} layer pairs`, "sv = 0", "per pair", a.complete ? "complete" : "incomplete"]));
   input.stability?.forEach((st) => row("stability", st.file, ["stability", st.model, `S ${st.source_layer}, T ${st.target_layer}`, "sv = 0", `${st.vectors.length} per run`, `${st.runs.length} runs`]));
+  input.linearity?.forEach((l) => {
+    const d = l.doc;
+    row("linearity", l.file, [`linearity of ${d.method ?? "?"} vectors`, d.model, `S ${d.source_layer} → T ${d.target_layer}, positions ${d.positions}`, "sv = 0", `${d.vectors.length} vector(s) × ${d.radii.length} radii`, `${d.file}, ${d.tokens.length} prompt(s)`]);
+  });
   const head = ["input", "file", "method", "model", "site", "Jacobian point", "vectors", "run"];
   return `<table class="files"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
@@ -461,6 +468,7 @@ export function renderReport(input: ReportInput): RenderedReport {
   if (input.ab.length) sections.push({ id: "ab", title: "A/B evaluation", ...abSection(input, notes) });
   if (input.atlas?.length) sections.push({ id: "atlas", title: "Layer-pair atlas", ...atlasSection(input.atlas) });
   if (input.stability?.length) sections.push({ id: "stability", title: "Stability of the singular vectors", ...stabilitySection(input.stability) });
+  if (input.linearity?.length) sections.push({ id: "linearity", title: "Linear regime", ...linearitySection(input.linearity, notes, { figure, table, width: PAGE_WIDTH }) });
   const figures = sections.reduce((s, x) => s + x.figures, 0);
 
   const head =
