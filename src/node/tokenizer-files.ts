@@ -4,6 +4,7 @@
 //   chat_template.jinja     optional; newer transformers save the template here instead of in the config
 //   generation_config.json  optional; its eos_token_id (number or list) joins the end-of-sequence ids
 import { TokenizerError } from "../tokenizer/errors.js";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadTokenizer, type TextTokenizer } from "../tokenizer/tokenizer.js";
@@ -69,4 +70,9 @@ export async function loadTokenizerFromDir(dir: string): Promise<TextTokenizer> 
     eosTokenIds: f.eosTokenIds,
     source: dir,
   });
+}
+
+/** The checkpoint's tokenizer when it has a tokenizer.json, else null (callers print token ids instead). */
+export async function optionalTokenizer(dir: string): Promise<TextTokenizer | null> {
+  return existsSync(join(dir, "tokenizer.json")) ? loadTokenizerFromDir(dir) : null;
 }
