@@ -26,6 +26,8 @@ export interface GenerateApiOptions extends CommonOptions, PromptStyleOptions {
   /** Do not stop at the tokenizer's end-of-sequence tokens. */
   ignoreEos?: boolean;
   weights?: WeightMode;
+  /** The combinations' labels ("vector 0 (FILE:ROW) scale 4", "unsteered"), in order, once known (before loading). */
+  onLabels?: (labels: string[]) => void;
   /** Called once the weights are loaded, before the first token. */
   onStart?: () => void;
   /** Each token as it is chosen: combination index, token id, step. */
@@ -115,6 +117,7 @@ export async function generate(o: GenerateApiOptions): Promise<GenerateResult> {
     return c.vector ? `vector ${c.vector.index} (${c.vector.label}) scale ${c.scale}${promptPart}` : `unsteered${promptPart}`;
   });
 
+  o.onLabels?.(labels);
   const { res, threads } = await withGemm(o, async (gemm) => {
     const t0 = performance.now();
     const model = await ForwardModel.create(rt, config, o.model.tensors, { gemm, log, weights: o.weights ?? "auto", fullHead: true });
