@@ -39,6 +39,8 @@ export {
   CAA_MIN_NORM_SHARE,
   evalAb,
   generate,
+  type CallResult,
+  type VectorFileResult,
   type CommonOptions,
   type OpenedModel,
   type PromptInput,

@@ -8,7 +8,7 @@ import { buildItemPrompt, describeToken, doublesAnswer, type ItemPrompt } from "
 import { selectDatasetItems, type DatasetChoice, type DatasetInput } from "../evaluation/select.js";
 import { modelConfigKey } from "../io/run-identity.js";
 import { InputError } from "../model/qwen3.js";
-import { LazyTokenizer, Reporter, checkLayer, defaultLayers, sha256Hex, throwIfAborted, withGemm, type CommonOptions } from "./common.js";
+import { LazyTokenizer, Reporter, checkLayer, defaultLayers, sha256Hex, throwIfAborted, withGemm, type CommonOptions, type VectorFileResult } from "./common.js";
 
 /** A CAA vector shorter than this share of the median layer-S norm is probably reading a shared token. */
 export const CAA_MIN_NORM_SHARE = 0.05;
@@ -43,9 +43,8 @@ export interface CaaFirstItem {
   negative_token: { id: number; text: string };
 }
 
-export interface CaaApiResult {
-  /** One row: the CAA vector (unit norm with normalize). */
-  vectors: Float32Array[];
+/** One row, the CAA vector (unit norm with normalize); the vector file's metadata. */
+export interface CaaApiResult extends VectorFileResult {
   vector: Float32Array;
   count: number;
   sourceLayer: number;
@@ -60,15 +59,9 @@ export interface CaaApiResult {
   items: Record<string, unknown>;
   weights: "resident" | "stream";
   threads: number;
-  kernels: string;
-  seconds: number;
-  /** The vector file's metadata (encodeVectorFile(result) writes the file the CLI writes). */
-  metadata: Record<string, string>;
-  warnings: string[];
 }
 
 export async function caa(o: CaaOptions): Promise<CaaApiResult> {
-  const started = performance.now();
   const rep = new Reporter(o);
   const log = rep.log;
   if (o.system !== undefined && !o.chat) throw new InputError("--system needs --chat");
@@ -182,7 +175,7 @@ export async function caa(o: CaaOptions): Promise<CaaApiResult> {
     weights: weightMode,
     threads,
     kernels: rt.build,
-    seconds: (performance.now() - started) / 1000,
+    seconds: rep.seconds(),
     metadata,
     warnings: rep.warnings,
   };

@@ -65,12 +65,32 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   throw new AbortError(why && why !== "This operation was aborted" ? `the operation was aborted: ${why}` : "the operation was aborted");
 }
 
-/** Progress lines and warnings of one call. */
+/** What every call's result has. */
+export interface CallResult {
+  /** The kernel build that ran ("relaxed-simd" or "simd"). */
+  kernels: string;
+  /** Wall time of the call. */
+  seconds: number;
+  warnings: string[];
+}
+
+/** A result that is a vector file: encodeVectorFile(result) writes the file the CLI writes. */
+export interface VectorFileResult extends CallResult {
+  vectors: Float32Array[];
+  metadata: Record<string, string>;
+}
+
+/** Progress lines, warnings and the wall time of one call. */
 export class Reporter {
   readonly warnings: string[] = [];
   readonly log: (line: string) => void;
+  private readonly started = performance.now();
   constructor(private readonly o: Pick<CommonOptions, "log" | "onWarning">) {
     this.log = o.log ?? (() => {});
+  }
+  /** Seconds since the call began. */
+  seconds(): number {
+    return (performance.now() - this.started) / 1000;
   }
   warn(message: string): void {
     this.warnings.push(message);
@@ -128,6 +148,17 @@ export function defaultLayers(numLayers: number): { source: number; target: numb
   const source = Math.min(numLayers - 1, Math.round((numLayers * 6) / 28));
   const target = Math.max(source, Math.min(numLayers - 1, Math.round((numLayers * 20) / 28)));
   return { source, target };
+}
+
+/** The steering site's layers: as given, or the defaults for an L-layer model (with a line saying so). */
+export function siteLayers(L: number, o: { sourceLayer?: number; targetLayer?: number }, log: (line: string) => void): { S: number; T: number } {
+  const defaults = defaultLayers(L);
+  const S = o.sourceLayer ?? defaults.source;
+  const T = o.targetLayer ?? defaults.target;
+  if (o.sourceLayer === undefined || o.targetLayer === undefined) {
+    log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
+  }
+  return { S, T };
 }
 
 /** Layer `flag` checked against the model: an integer in 0..L-1. */

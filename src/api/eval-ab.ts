@@ -7,7 +7,7 @@ import { evaluateAbBatched, summarizeAb, toAbPrompt, type AbPrompt, type AbRow, 
 import { buildItemPrompt, describeToken, doublesAnswer } from "../evaluation/prompt.js";
 import { selectDatasetItems, type DatasetChoice, type DatasetInput } from "../evaluation/select.js";
 import { checkTokens, InputError } from "../model/qwen3.js";
-import { LazyTokenizer, Reporter, throwIfAborted, withGemm, type CommonOptions } from "./common.js";
+import { LazyTokenizer, Reporter, throwIfAborted, withGemm, type CallResult, type CommonOptions } from "./common.js";
 import { checkScales, steeringLayer, vectorChoices, type SteeringVectorInput } from "./steering.js";
 
 export interface EvalAbOptions extends CommonOptions {
@@ -35,7 +35,7 @@ export interface EvalAbFirstItem {
   other_token: { id: number; text: string };
 }
 
-export interface EvalAbResult {
+export interface EvalAbResult extends CallResult {
   /** One row per question and (vector, scale), the unsteered baseline included. */
   rows: AbRow[];
   /** Per (vector, scale) shares and means, per vector the slope and R^2 against scale. */
@@ -51,13 +51,9 @@ export interface EvalAbResult {
   scales: number[];
   weights: "resident" | "stream";
   threads: number;
-  kernels: string;
-  seconds: number;
-  warnings: string[];
 }
 
 export async function evalAb(o: EvalAbOptions): Promise<EvalAbResult> {
-  const started = performance.now();
   const rep = new Reporter(o);
   const log = rep.log;
   const scales = o.scales === undefined ? undefined : [...o.scales];
@@ -139,7 +135,7 @@ export async function evalAb(o: EvalAbOptions): Promise<EvalAbResult> {
     weights,
     threads,
     kernels: rt.build,
-    seconds: (performance.now() - started) / 1000,
+    seconds: rep.seconds(),
     warnings: rep.warnings,
   };
 }

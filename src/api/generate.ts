@@ -5,7 +5,7 @@ import { ForwardModel } from "../engine/forward.js";
 import type { WeightMode } from "../engine/steering-engine.js";
 import { generateBatched } from "../generation/batched.js";
 import { checkTokens, InputError } from "../model/qwen3.js";
-import { LazyTokenizer, Reporter, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type PromptInput, type PromptStyleOptions } from "./common.js";
+import { LazyTokenizer, Reporter, throwIfAborted, tokenizePrompts, withGemm, type CallResult, type CommonOptions, type PromptInput, type PromptStyleOptions } from "./common.js";
 import { checkScales, steeringLayer, vectorChoices, type SteeringVectorInput, type VectorChoice } from "./steering.js";
 
 export interface GenerateApiOptions extends CommonOptions, PromptStyleOptions {
@@ -52,20 +52,16 @@ export interface Generation {
   label: string;
 }
 
-export interface GenerateResult {
+export interface GenerateResult extends CallResult {
   generations: Generation[];
   /** The steering layer, or null without vectors. */
   layer: number | null;
   /** Token ids of every prompt, as run. */
   tokens: number[][];
   threads: number;
-  kernels: string;
-  seconds: number;
-  warnings: string[];
 }
 
 export async function generate(o: GenerateApiOptions): Promise<GenerateResult> {
-  const started = performance.now();
   const rep = new Reporter(o);
   const log = rep.log;
   const maxNewTokens = o.maxNewTokens ?? 64;
@@ -166,5 +162,5 @@ export async function generate(o: GenerateApiOptions): Promise<GenerateResult> {
       label: labels[i],
     };
   });
-  return { generations, layer: vectors.length ? S : null, tokens: prompts, threads, kernels: rt.build, seconds: (performance.now() - started) / 1000, warnings: rep.warnings };
+  return { generations, layer: vectors.length ? S : null, tokens: prompts, threads, kernels: rt.build, seconds: rep.seconds(), warnings: rep.warnings };
 }

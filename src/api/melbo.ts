@@ -8,7 +8,7 @@ import { modelConfigKey } from "../io/run-identity.js";
 import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MELBO_MAX_LATE_RISE, MelboObjective, defaultRadius, lateRise, trainMelbo } from "../melbo/melbo.js";
 import { Qwen3Model, InputError } from "../model/qwen3.js";
 import { loadQwen3Weights } from "../model/weights.js";
-import { LazyTokenizer, Reporter, checkLayer, defaultLayers, sha256Hex, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type PromptInput, type PromptStyleOptions } from "./common.js";
+import { LazyTokenizer, Reporter, checkLayer, siteLayers, sha256Hex, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type PromptInput, type PromptStyleOptions, type VectorFileResult } from "./common.js";
 
 export interface MelboApiOptions extends CommonOptions, PromptStyleOptions {
   prompts: readonly PromptInput[];
@@ -36,9 +36,8 @@ export interface MelboApiOptions extends CommonOptions, PromptStyleOptions {
   onProgress?: (p: { vector: number; step: number; steps: number; loss: number }) => void;
 }
 
-export interface MelboApiResult {
-  /** Norm `radius` each, mutually orthogonal. */
-  vectors: Float32Array[];
+/** Vectors of norm `radius`, mutually orthogonal; losses; the vector file's metadata. */
+export interface MelboApiResult extends VectorFileResult {
   finalLosses: number[];
   /** Per vector: the loss at the start of each step. */
   losses: number[][];
@@ -51,15 +50,9 @@ export interface MelboApiResult {
   sourceLayer: number;
   targetLayer: number;
   positions: Positions;
-  kernels: string;
-  seconds: number;
-  /** The vector file's metadata (encodeVectorFile(result) writes the file the CLI writes). */
-  metadata: Record<string, string>;
-  warnings: string[];
 }
 
 export async function melbo(o: MelboApiOptions): Promise<MelboApiResult> {
-  const started = performance.now();
   const rep = new Reporter(o);
   const log = rep.log;
   const positions = o.positions ?? MELBO_DEFAULTS.positions;
@@ -79,10 +72,7 @@ export async function melbo(o: MelboApiOptions): Promise<MelboApiResult> {
 
   const cfg = o.model.config;
   const L = cfg.numLayers;
-  const defaults = defaultLayers(L);
-  const S = o.sourceLayer ?? defaults.source;
-  const T = o.targetLayer ?? defaults.target;
-  if (o.sourceLayer === undefined || o.targetLayer === undefined) log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
+  const { S, T } = siteLayers(L, o, log);
   checkLayer(L, S, "--source-layer");
   checkLayer(L, T, "--target-layer");
   if (S > T) throw new InputError(`--source-layer ${S} is after --target-layer ${T}: the target must be at or after the steering site`);
@@ -174,7 +164,7 @@ export async function melbo(o: MelboApiOptions): Promise<MelboApiResult> {
       targetLayer: T,
       positions,
       kernels: rt.build,
-      seconds: (performance.now() - started) / 1000,
+      seconds: rep.seconds(),
       metadata,
       warnings: rep.warnings,
     };

@@ -12,7 +12,7 @@ import { loadQwen3Weights } from "../model/weights.js";
 import { Qwen3Model, InputError } from "../model/qwen3.js";
 import { modelConfigKey, svBytes } from "../io/run-identity.js";
 import type { VectorSet } from "../io/vector-file.js";
-import { LazyTokenizer, Reporter, defaultLayers, sha256Hex, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type PromptInput, type PromptStyleOptions } from "./common.js";
+import { LazyTokenizer, Reporter, turnEventLoop, siteLayers, sha256Hex, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type PromptInput, type PromptStyleOptions, type VectorFileResult } from "./common.js";
 
 export const POWER_ITER_METHODS = ["lanczos", "power", "jvp", "double-vjp"] as const;
 export type PowerIterMethod = (typeof POWER_ITER_METHODS)[number];
@@ -100,17 +100,8 @@ export interface EngineWeightStats {
   read_wait_seconds: number;
 }
 
-export interface PowerIterResult extends VectorSet {
-  /** Unit vectors, descending by singular value, largest-magnitude entry positive. */
-  vectors: Float32Array[];
-  singularValues: number[];
-  /** ||J^T J v - sigma^2 v|| per vector. */
-  residuals: number[];
-  relativeResiduals: number[];
-  iterations: number;
-  products: number;
-  converged: boolean;
-  seconds: number;
+/** Vectors (unit, descending by singular value, largest-magnitude entry positive), sigmas, residuals, ... */
+export interface PowerIterResult extends VectorSet, VectorFileResult, Omit<SolveResult, "vectors"> {
   /** Token ids of every prompt, as run. */
   tokens: number[][];
   sourceLayer: number;
@@ -118,16 +109,11 @@ export interface PowerIterResult extends VectorSet {
   positions: Positions;
   method: PowerIterMethod;
   threads: number;
-  kernels: string;
   peakWasmBytes: number;
   weights: EngineWeightStats | null;
-  /** The vector file's metadata (encodeVectorFile(result) writes the file the CLI writes). */
-  metadata: Record<string, string>;
-  warnings: string[];
 }
 
 export async function powerIter(o: PowerIterOptions): Promise<PowerIterResult> {
-  const started = performance.now();
   const rep = new Reporter(o);
   const log = rep.log;
   const method = o.method ?? "lanczos";
@@ -143,12 +129,7 @@ export async function powerIter(o: PowerIterOptions): Promise<PowerIterResult> {
 
   const cfg = o.model.config;
   const L = cfg.numLayers;
-  const defaults = defaultLayers(L);
-  const S = o.sourceLayer ?? defaults.source;
-  const T = o.targetLayer ?? defaults.target;
-  if (o.sourceLayer === undefined || o.targetLayer === undefined) {
-    log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
-  }
+  const { S, T } = siteLayers(L, o, log);
   checkSiteLayers(L, S, T);
   const d = cfg.hiddenSize;
   if (n > d) throw new InputError(`--num-vectors ${n} exceeds the hidden size ${d}`);
@@ -209,8 +190,12 @@ export async function powerIter(o: PowerIterOptions): Promise<PowerIterResult> {
     try {
       const signal = o.signal;
       const inner = op;
-      // Abort between block products: each is the unit of work (seconds on a large model).
-      const abortable: BlockOperator = { dim: d, applyBlock: (V) => (throwIfAborted(signal), inner.applyBlock(V)) };
+      // Abort between block products, each the unit of work (seconds on a large model). A product on
+      // this thread may never leave the microtask queue, so without a signal nothing waits; with one,
+      // a turn of the event loop first lets an abort from a timer or an event arrive.
+      const abortable: BlockOperator = signal
+        ? { dim: d, applyBlock: async (V) => (await turnEventLoop(), throwIfAborted(signal), inner.applyBlock(V)) }
+        : inner;
       const solved = o.solverHooks ? o.solverHooks.wrap(abortable) : abortable;
       const lanczos = method === "lanczos";
       const eta = new EtaEstimator({ tol, maxBlocks: maxIters === undefined ? undefined : maxIters + (lanczos ? 0 : 1), finalBlocks: lanczos ? 0 : 1, metricName: lanczos ? "residual" : "subspace change" });
@@ -279,7 +264,7 @@ export async function powerIter(o: PowerIterOptions): Promise<PowerIterResult> {
       iterations: result.iterations,
       products: result.products,
       converged: result.converged,
-      seconds: (performance.now() - started) / 1000,
+      seconds: rep.seconds(),
       tokens: prompts,
       sourceLayer: S,
       targetLayer: T,
