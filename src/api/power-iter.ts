@@ -11,7 +11,6 @@ import { AutodiffContext } from "../autodiff/tensor.js";
 import { loadQwen3Weights } from "../model/weights.js";
 import { Qwen3Model, InputError } from "../model/qwen3.js";
 import { modelConfigKey, svBytes } from "../io/run-identity.js";
-import type { VectorSet } from "../io/vector-file.js";
 import { LazyTokenizer, Reporter, turnEventLoop, siteLayers, sha256Hex, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type PromptInput, type PromptStyleOptions, type VectorFileResult } from "./common.js";
 
 export const POWER_ITER_METHODS = ["lanczos", "power", "jvp", "double-vjp"] as const;
@@ -101,7 +100,7 @@ export interface EngineWeightStats {
 }
 
 /** Vectors (unit, descending by singular value, largest-magnitude entry positive), sigmas, residuals, ... */
-export interface PowerIterResult extends VectorSet, VectorFileResult, Omit<SolveResult, "vectors"> {
+export interface PowerIterResult extends VectorFileResult, Omit<SolveResult, "vectors"> {
   /** Token ids of every prompt, as run. */
   tokens: number[][];
   sourceLayer: number;

@@ -80,11 +80,11 @@ describe("powerIter", () => {
       const J = new SteeringJacobian(new Qwen3Model(ctx, ckpt.config, w), [PROMPT], { ...SITE, positions: 4 });
       r.vectors.forEach((v, i) => {
         const Av = J.normalProduct(v, "double-vjp");
-        const s2 = r.singularValues[i] ** 2;
+        const s2 = r.singularValues![i] ** 2;
         let res = 0;
         for (let k = 0; k < v.length; k++) res += (Av[k] - s2 * v[k]) ** 2;
         // float32 products: ~1e-6 relative; a vector or sigma off by 1e-3 fails this
-        expect(Math.sqrt(res) / r.singularValues[0] ** 2, `vector ${i}`).toBeLessThan(2e-5);
+        expect(Math.sqrt(res) / r.singularValues![0] ** 2, `vector ${i}`).toBeLessThan(2e-5);
       });
     } finally {
       rt.heap.release(mark);
