@@ -22,9 +22,7 @@ export * as gguf from "./io/gguf.js";
 export * from "./io/control-vector.js";
 export * from "./tokenizer/index.js";
 export * from "./verify/verify.js";
-export * as melbo from "./melbo/melbo.js";
 export { EngineMelboObjective } from "./melbo/engine-objective.js";
-export * as caa from "./caa/caa.js";
 export * as compare from "./compare/compare.js";
 export * as generation from "./generation/index.js";
 export * as evaluation from "./evaluation/index.js";
@@ -35,3 +33,51 @@ export * as atlas from "./atlas/atlas.js";
 export * as stability from "./stability/stability.js";
 export * as linearity from "./linearity/linearity.js";
 export * as dct from "./dct/dct.js";
+export { selectDatasetItems, type DatasetChoice, type DatasetInput } from "./evaluation/select.js";
+
+// The one-call API (src/api/): powerIter, melbo, caa, evalAb, generate on an opened checkpoint.
+export {
+  AbortError,
+  throwIfAborted,
+  defaultLayers,
+  powerIter,
+  POWER_ITER_METHODS,
+  CAA_MIN_NORM_SHARE,
+  evalAb,
+  generate,
+  type CallResult,
+  type VectorFileResult,
+  type CommonOptions,
+  type OpenedModel,
+  type PromptInput,
+  type PromptStyleOptions,
+  type TokenizerInput,
+  type PowerIterMethod,
+  type PowerIterOptions,
+  type PowerIterProgress,
+  type PowerIterResult,
+  type EngineWeightStats,
+  type MelboApiOptions,
+  type MelboApiResult,
+  type CaaOptions,
+  type CaaApiResult,
+  type CaaFirstItem,
+  type EvalAbOptions,
+  type EvalAbResult,
+  type EvalAbFirstItem,
+  type GenerateApiOptions,
+  type GenerateResult,
+  type Generation,
+  type SteeringVectorInput,
+  type VectorChoice,
+} from "./api/index.js";
+import { melbo as melboCall, caa as caaCall, type MelboApiOptions, type CaaOptions } from "./api/index.js";
+import * as melboModule from "./melbo/melbo.js";
+import * as caaModule from "./caa/caa.js";
+/**
+ * MELBO vectors in one call: `await melbo({ model, runtime, prompts, ... })`. It also carries the MELBO
+ * building blocks this entry exported as the namespace `melbo` before (`melbo.trainMelbo`, ...).
+ */
+export const melbo: typeof melboCall & typeof melboModule = Object.assign((o: MelboApiOptions) => melboCall(o), melboModule);
+/** A CAA vector in one call: `await caa({ model, runtime, dataset, ... })`; also `caa.caaVectorBatched`, ... as before. */
+export const caa: typeof caaCall & typeof caaModule = Object.assign((o: CaaOptions) => caaCall(o), caaModule);

@@ -123,13 +123,22 @@ export function caaVector(model: Qwen3Model, pairs: readonly PairTokens[], sourc
  * forward's threads. The model needs layers 0..S (ForwardOptions.layers >= S + 1). The result does
  * not depend on the thread count or the batch size.
  */
-export async function caaVectorBatched(model: ForwardModel, pairs: readonly PairTokens[], sourceLayer: number, answerPosition = -1, activationBytes = DEFAULT_ACTIVATION_BUDGET): Promise<CaaResult> {
+export async function caaVectorBatched(
+  model: ForwardModel,
+  pairs: readonly PairTokens[],
+  sourceLayer: number,
+  answerPosition = -1,
+  activationBytes = DEFAULT_ACTIVATION_BUDGET,
+  /** After each batch: sequences done of all (throwing from it stops the run; the heap is released). */
+  onBatch?: (done: number, total: number) => void,
+): Promise<CaaResult> {
   const rows = resolvePairs(model.config, pairs, sourceLayer, answerPosition);
   if (sourceLayer >= model.numLayers) throw new Error(`caaVectorBatched: the forward runs layers 0..${model.numLayers - 1}, not ${sourceLayer}`);
   const d = model.config.hiddenSize;
   const acc = new CaaAccumulator(d);
   const seqs = pairs.flatMap((p, i) => [{ tokens: p.positive, row: rows[i][0], sign: 1 }, { tokens: p.negative, row: rows[i][1], sign: -1 }]);
   const heap = model.rt.heap;
+  let done = 0;
   for (const chunk of chunkByBudget(seqs, (s) => model.sequenceFloats(s.tokens.length), activationBytes / 4)) {
     const mark = heap.mark();
     try {
@@ -147,6 +156,8 @@ export async function caaVectorBatched(model: ForwardModel, pairs: readonly Pair
     } finally {
       heap.release(mark);
     }
+    done += chunk.length;
+    onBatch?.(done, seqs.length);
   }
   return acc.result(rows);
 }

@@ -1,25 +1,21 @@
 // `jacsteer eval-ab`: questions scored by the logit difference between the two answer tokens at the
 // last prompt position, unsteered and per (vector, scale), with a summary per combination and per
 // vector how linear the mean difference is in the scale. Items come from the dataset reader and prompt
-// builder caa uses (src/evaluation/).
+// builder caa uses (src/evaluation/). A thin layer over the library's evalAb (src/api/eval-ab.ts).
 import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { parseFlags, stringList, type Options } from "./args.js";
+import { intFlag, parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
 import { defaultModelDir, log, warn, warnings } from "./session.js";
 import { chooseItems, DATASET_HELP, DATASET_OPTIONS } from "./dataset-flags.js";
-import { optionalTokenizer, readVectorChoices, scalesFlag, steeringLayer, type VectorChoice } from "./generate.js";
+import { readVectorChoices, scalesFlag } from "./generate.js";
 import { openCheckpoint } from "../node/checkpoint.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
-import { buildItemPrompt, describeToken, doublesAnswer, unescapeFlagText } from "../evaluation/prompt.js";
-import { evaluateAbBatched, summarizeAb, toAbPrompt, type AbPrompt, type AbSummary, type AbSummaryRow } from "../evaluation/ab.js";
-import { checkTokens } from "../model/qwen3.js";
-import { ForwardModel } from "../engine/forward.js";
-import { createNodeRuntime } from "../node/runtime.js";
-import { createParallelGemm } from "../node/thread-pool.js";
+import * as api from "../node/api.js";
+import { unescapeFlagText } from "../evaluation/prompt.js";
+import type { AbSummary, AbSummaryRow } from "../evaluation/ab.js";
 import { threadsFlag } from "./threads.js";
 import { weightsFlag, WEIGHTS_HELP } from "./weights-flag.js";
-import type { TextTokenizer } from "../tokenizer/index.js";
 
 export const EVAL_AB_HELP = `jacsteer eval-ab: questions scored by logit(matching answer token) - logit(other answer token),
 unsteered and per vector and scale
@@ -126,92 +122,41 @@ export async function evalAb(argv: string[]): Promise<number> {
   const chat = !!f.chat;
   const answerPrefix = f["answer-prefix"] === undefined ? undefined : unescapeFlagText(String(f["answer-prefix"]));
 
-  const started = performance.now();
   const datasetFile = String(f.dataset);
   if (!existsSync(datasetFile)) throw new UsageError(`--dataset ${datasetFile}: file does not exist`);
   const chosen = chooseItems(f, "evaluate", datasetFile);
 
-  const peek = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
-  const L = peek.config.numLayers;
-  const d = peek.config.hiddenSize;
-  let vectors: VectorChoice[];
-  let prompts: AbPrompt[];
-  let tok: TextTokenizer;
-  try {
-    vectors = readVectorChoices(vectorArgs, "--vectors", d);
-    const t = await optionalTokenizer(peek.dir);
-    if (!t) throw new UsageError(`--model ${peek.dir}: no tokenizer.json (eval-ab tokenizes the questions)`);
-    tok = t;
-    prompts = chosen.items.map((item, i) => toAbPrompt(buildItemPrompt(tok, item, { chat, system: f.system as string | undefined, answerPrefix }), i));
-  } finally {
-    peek.close();
-  }
-  const doubled = answerPrefix === undefined ? [] : chosen.items.filter((it) => it.kind !== "completion" && doublesAnswer(it.question, answerPrefix));
-  if (doubled.length) warn(`--answer-prefix ${JSON.stringify(answerPrefix)} adds a second "Answer:" to ${doubled.length} question(s) that already end in one (first: ${doubled[0].where})`);
-  const S = vectors.length ? steeringLayer(f, L, vectors) : -1;
-
+  // The checkpoint is opened here to check the vector files against its hidden size (errors name --vectors).
   const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
+  let result;
   try {
-    prompts.forEach((p) => checkTokens(ckpt.config, p.tokens.concat([p.matchingId, p.otherId]), p.item.where));
-  } catch (e) {
-    ckpt.close();
-    throw e;
-  }
-  const rt = await createNodeRuntime();
-  const gemm = await createParallelGemm(rt, threads);
-  let model: ForwardModel;
-  try {
-    model = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm, log, weights, scoredTokens: prompts.flatMap((p) => [p.matchingId, p.otherId]) });
-  } catch (e) {
-    await gemm.close();
-    ckpt.close();
-    throw e;
-  }
-  log(
-    `jacsteer: ${ckpt.name}: ${chosen.description}; prompts of ${Math.min(...prompts.map((p) => p.tokens.length))}..${Math.max(...prompts.map((p) => p.tokens.length))} tokens` +
-      `${chat ? " (chat template)" : ""}; ${vectors.length ? `${vectors.length} vector(s) x ${scales!.length} scale(s) at layer ${S}` : "unsteered only"}; threads ${threads}; kernels ${rt.build}`,
-  );
-  // What is computed, shown on the first item: the exact prompt and the two tokens compared.
-  const p0 = prompts[0];
-  const firstItem = {
-    item: p0.item.where,
-    prompt: tok.decode(p0.tokens),
-    prompt_tokens: p0.tokens.length,
-    matching_token: { id: p0.matchingId, text: tok.decode([p0.matchingId]) },
-    other_token: { id: p0.otherId, text: tok.decode([p0.otherId]) },
-  };
-  log(`jacsteer: first item (${p0.item.where}): prompt ${JSON.stringify(firstItem.prompt)} (${p0.tokens.length} tokens)`);
-  log(`jacsteer: first item: scores logit(${describeToken(tok, p0.matchingId)}) - logit(${describeToken(tok, p0.otherId)}) at its last position (matching minus other)`);
-  const evalStart = performance.now();
-  let lastLog = evalStart;
-  let rows;
-  try {
-    rows = await evaluateAbBatched(model, prompts, {
-      layer: S,
+    const vectors = readVectorChoices(vectorArgs, "--vectors", ckpt.config.hiddenSize);
+    result = await api.evalAb({
+      model: ckpt,
+      threads,
+      dataset: chosen,
+      chat,
+      system: f.system as string | undefined,
+      answerPrefix,
       vectors,
-      scales: scales ?? [],
-      onQuestion: (done, total) => {
-        if (done === total || performance.now() - lastLog > 2000) {
-          // every question costs about the same (the same sequences), so the rate so far predicts the rest
-          const elapsed = (performance.now() - evalStart) / 1000;
-          log(`jacsteer: ${done}/${total} questions, ${elapsed.toFixed(0)} s${done < total ? `, about ${((elapsed * (total - done)) / done).toFixed(0)} s left` : ""}`);
-          lastLog = performance.now();
-        }
-      },
+      scales,
+      layer: f.layer === undefined ? undefined : intFlag(f, "layer", 0, 0),
+      weights,
+      log,
+      onWarning: warn,
     });
   } finally {
-    await model.close();
+    ckpt.close();
   }
-  const summary = summarizeAb(rows);
-  for (const l of summary.linearity) if (l.fit_warning) warn(`vector ${l.vector_index} (${l.vector}): ${l.fit_warning}`);
-  const seconds = (performance.now() - started) / 1000;
-  ckpt.close();
+  const { rows, summary, prompts, seconds } = result;
+  const S = result.layer;
+  const vectors = result.vectors;
 
   if (f.out !== undefined) {
     const file = {
       dataset: datasetFile,
       model: ckpt.name,
-      layer: vectors.length ? S : null,
+      layer: S,
       chat,
       system: f.system ?? null,
       answer_prefix: answerPrefix ?? null,
@@ -227,19 +172,19 @@ export async function evalAb(argv: string[]): Promise<number> {
       dataset: datasetFile,
       model: ckpt.name,
       questions: prompts.length,
-      layer: vectors.length ? S : null,
-      scales: scales ?? [],
-      vectors: vectors.map((v) => v.label),
+      layer: S,
+      scales: result.scales,
+      vectors,
       chat,
       answer_prefix: answerPrefix ?? null,
-      first_item: firstItem,
-      items: chosen.summary,
+      first_item: result.firstItem,
+      items: result.items,
       ...summary,
       warnings: warnings(),
       seconds,
-      threads,
-      weights: model.weightPlan.mode,
-      kernels: rt.build,
+      threads: result.threads,
+      weights: result.weights,
+      kernels: result.kernels,
       out: f.out ?? null,
     };
     process.stdout.write(JSON.stringify(out, null, 2) + "\n");

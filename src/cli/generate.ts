@@ -2,22 +2,19 @@
 // scale * vector added to the output of layer S at every position, prompt and generated).
 // Every (vector, scale, prompt) combination is decoded together as one batch on the engine's forward
 // (src/generation/batched.ts); the first combination's text streams to stdout under its label as it
-// is generated, the others' follow under theirs when the batch is done.
+// is generated, the others' follow under theirs when the batch is done. A thin layer over the
+// library's generate (src/api/generate.ts).
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { intFlag, numberFlag, parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { defaultLayers, defaultModelDir, log, resolvePrompts, warn, PROMPT_OPTIONS, promptFlags } from "./session.js";
+import { defaultModelDir, log, promptInputs, warn, PROMPT_OPTIONS, promptFlags } from "./session.js";
 import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError } from "../io/vector-file.js";
 import { openSafetensorsFile } from "../node/safetensors-file.js";
-import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
-import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
+import { openCheckpoint } from "../node/checkpoint.js";
+import { loadTokenizerFromDir, optionalTokenizer } from "../node/tokenizer-files.js";
 import { parseScaleList, TextStream } from "../generation/generate.js";
-import { generateBatched } from "../generation/batched.js";
-import { checkTokens } from "../model/qwen3.js";
-import { ForwardModel } from "../engine/forward.js";
-import { createNodeRuntime } from "../node/runtime.js";
-import { createParallelGemm } from "../node/thread-pool.js";
+import * as api from "../node/api.js";
+import type { VectorChoice } from "../api/steering.js";
 import { threadsFlag } from "./threads.js";
 import { weightsFlag } from "./weights-flag.js";
 import type { TextTokenizer } from "../tokenizer/index.js";
@@ -72,15 +69,7 @@ const OPTIONS: Options = {
 
 // ------------------------------------------------------------ shared with eval-ab
 
-export interface VectorChoice {
-  /** position in the run's list */
-  index: number;
-  /** "FILE:ROW" */
-  label: string;
-  vector: Float32Array;
-  /** the file's source_layer metadata, or this row's entry of source_layers (imported control vectors), if any */
-  sourceLayer: number | null;
-}
+export type { VectorChoice };
 
 /** Every vector named by `FILE[:ROW]` arguments (FILE alone: all rows), checked against hidden size d. */
 export function readVectorChoices(args: readonly string[], flag: string, d: number): VectorChoice[] {
@@ -130,39 +119,9 @@ export function scalesFlag(value: unknown): number[] | undefined {
   return xs;
 }
 
-/** --layer, or the vector files' common source_layer, or the model-size default; checked against L. */
-export function steeringLayer(values: Record<string, unknown>, L: number, vectors: readonly VectorChoice[]): number {
-  const fromFiles = [...new Set(vectors.map((v) => v.sourceLayer))];
-  let S: number;
-  if (values.layer !== undefined) {
-    S = intFlag(values, "layer", 0, 0)!;
-    if (S >= L) throw new UsageError(`--layer ${S} is out of range: the model has layers 0..${L - 1}`);
-  } else if (fromFiles.length === 1 && fromFiles[0] !== null && fromFiles[0] < L) {
-    S = fromFiles[0];
-    log(`jacsteer: steering at --layer ${S} (the vector files' source_layer)`);
-  } else {
-    S = defaultLayers(L).source;
-    log(`jacsteer: steering at --layer ${S} (default for a ${L}-layer model${fromFiles.length > 1 ? "; the vector files disagree on source_layer" : ""})`);
-  }
-  // A vector computed at one layer and added at another is a different experiment; say so per vector.
-  for (const v of vectors) {
-    if (v.sourceLayer !== null && v.sourceLayer !== S) warn(`${v.label} was computed at source_layer ${v.sourceLayer} (its file's metadata) but is added at layer ${S}${values.layer === undefined ? "" : " (--layer)"}`);
-  }
-  return S;
-}
-
-/** The checkpoint's tokenizer when it has a tokenizer.json, else null (token ids are printed instead). */
-export async function optionalTokenizer(dir: string): Promise<TextTokenizer | null> {
-  return existsSync(join(dir, "tokenizer.json")) ? loadTokenizerFromDir(dir) : null;
-}
+export { optionalTokenizer };
 
 // ------------------------------------------------------------ the command
-
-interface Combination {
-  vector: VectorChoice | null;
-  scale: number | null;
-  prompt: number;
-}
 
 export async function generate(argv: string[]): Promise<number> {
   const f = parseFlags(argv, OPTIONS);
@@ -187,107 +146,69 @@ export async function generate(argv: string[]): Promise<number> {
   const weights = weightsFlag(f);
 
   const started = performance.now();
-  // Check everything against the config before loading weights.
-  const peek: Checkpoint = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
-  const L = peek.config.numLayers;
-  const d = peek.config.hiddenSize;
-  let vectors: VectorChoice[];
-  let prompts: number[][];
-  let tok: TextTokenizer | null;
-  try {
-    vectors = readVectorChoices(vectorArgs, "--vectors", d);
-    prompts = await resolvePrompts(
-      promptFlags(f),
-      peek,
-    );
-    tok = await optionalTokenizer(peek.dir);
-  } finally {
-    peek.close();
-  }
-  const S = vectors.length ? steeringLayer(f, L, vectors) : -1;
-  if (scales && !scales.includes(0)) warn(`--scales ${scales.join(",")} has no 0: there is no unsteered generation to compare the steered ones with (add 0, e.g. --scales ${[...scales, 0].sort((a, b) => a - b).join(",")})`);
-
   const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
-  const config = ckpt.config;
-  try {
-    prompts.forEach((p, i) => checkTokens(config, p, prompts.length > 1 ? `prompt ${i}` : "prompt"));
-  } catch (e) {
-    ckpt.close();
-    throw e;
-  }
-  const capacity = Math.max(...prompts.map((p) => p.length)) + maxNewTokens;
-  if (capacity > config.maxPositionEmbeddings) log(`jacsteer: note: up to ${capacity} positions, beyond the model's max_position_embeddings ${config.maxPositionEmbeddings}`);
-  const eosTokenIds = f["ignore-eos"] ? [] : (tok?.eosTokenIds ?? []);
-  const eos = new Set(eosTokenIds);
-  const rt = await createNodeRuntime();
-  log(
-    `jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; ${prompts.length} prompt(s) of ${prompts.map((p) => p.length).join(", ")} tokens; ` +
-      `${vectors.length ? `${vectors.length} vector(s) x ${scales!.length} scale(s) at layer ${S}` : "unsteered"}; ` +
-      `${temperature === 0 ? "greedy" : `temperature ${temperature}, top-p ${topP}, seed ${seed}`}; up to ${maxNewTokens} new tokens; threads ${threads}; kernels ${rt.build}`,
-  );
-
-  const combos: Combination[] = [];
-  if (vectors.length) {
-    for (const v of vectors) for (const scale of scales!) for (let p = 0; p < prompts.length; p++) combos.push({ vector: v, scale, prompt: p });
-  } else {
-    for (let p = 0; p < prompts.length; p++) combos.push({ vector: null, scale: null, prompt: p });
-  }
-  const labels = combos.map((c) => {
-    const promptPart = prompts.length > 1 ? `${c.vector ? ", " : " "}prompt ${c.prompt}` : "";
-    return c.vector ? `vector ${c.vector.index} (${c.vector.label}) scale ${c.scale}${promptPart}` : `unsteered${promptPart}`;
-  });
-
   const stream = !f.json;
-  const texts = combos.map(() => (tok ? new TextStream((ids) => tok!.decode(ids)) : null));
+  let result;
+  // Text is decoded as it streams: one TextStream per combination (the tokenizer's, when there is one).
+  let tok: TextTokenizer | null = null;
+  let texts: (TextStream | null)[] = [];
+  let eos = new Set<number>();
   // The end-of-sequence token ends the text; it is not part of it (it stays in "tokens").
   const piece = (i: number, id: number, step: number) => (eos.has(id) ? "" : texts[i] ? texts[i]!.push(id) : `${step ? " " : ""}${id}`);
-  const gemm = await createParallelGemm(rt, threads);
-  const t0 = performance.now();
-  let res;
   try {
-    const model = await ForwardModel.create(rt, config, ckpt.tensors, { gemm, log, weights, fullHead: true });
-    const tLoad = performance.now();
-    if (stream) process.stdout.write(`=== ${labels[0]} ===\n`);
-    res = await generateBatched(
-      model,
-      combos.map((c) => ({ prompt: prompts[c.prompt], steer: c.vector ? c.vector.vector.map((x) => x * c.scale!) : null })),
-      { maxNewTokens, temperature, topP, seed, layer: S, eosTokenIds, onToken: stream ? (i, id, step) => i === 0 && process.stdout.write(piece(0, id, step)) : undefined },
-    );
-    const secs = (performance.now() - tLoad) / 1000;
-    const total = res.reduce((a, r) => a + r.tokens.length, 0);
-    log(`jacsteer: ${combos.length} sequence(s) decoded together: ${total} tokens in ${secs.toFixed(2)} s, ${(total / secs).toFixed(1)} tokens/s (load ${((tLoad - t0) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    ckpt.close();
-    throw e;
+    const vectors = readVectorChoices(vectorArgs, "--vectors", ckpt.config.hiddenSize);
+    const prompts = promptInputs(promptFlags(f));
+    const dir = ckpt.dir;
+    let labels: string[] = [];
+    result = await api.generate({
+      model: ckpt,
+      threads,
+      prompts,
+      chat: !!f.chat,
+      system: f.system as string | undefined,
+      tokenizer: async (required) => {
+        if (required) return loadTokenizerFromDir(dir);
+        tok = await optionalTokenizer(dir);
+        eos = new Set(f["ignore-eos"] ? [] : (tok?.eosTokenIds ?? []));
+        return tok;
+      },
+      vectors,
+      scales,
+      layer: f.layer === undefined ? undefined : intFlag(f, "layer", 0, 0),
+      maxNewTokens,
+      temperature,
+      topP: f["top-p"] === undefined ? undefined : topP,
+      seed,
+      ignoreEos: !!f["ignore-eos"],
+      weights,
+      log,
+      onWarning: warn,
+      onLabels: (l) => {
+        labels = l;
+        texts = l.map(() => (tok ? new TextStream((ids) => tok!.decode(ids)) : null));
+      },
+      onStart: () => {
+        if (stream) process.stdout.write(`=== ${labels[0]} ===\n`);
+      },
+      onToken: stream ? (i, id, step) => i === 0 && process.stdout.write(piece(0, id, step)) : undefined,
+    });
   } finally {
-    await gemm.close();
+    ckpt.close();
   }
+  const generations = result.generations;
   const results: object[] = [];
-  combos.forEach((c, i) => {
-    const r = res[i]!;
+  generations.forEach(({ label, ...g }, i) => {
     if (stream) {
       if (i > 0) {
-        process.stdout.write(`=== ${labels[i]} ===\n`);
-        r.tokens.forEach((id, step) => process.stdout.write(piece(i, id, step)));
+        process.stdout.write(`=== ${label} ===\n`);
+        g.tokens.forEach((id, step) => process.stdout.write(piece(i, id, step)));
       }
       process.stdout.write((texts[i] ? texts[i]!.flush() : "") + "\n\n");
     }
-    log(`jacsteer: ${labels[i]}: ${r.tokens.length} tokens (${r.stop === "eos" ? "end of sequence" : "length limit"})`);
-    results.push({
-      vector: c.vector?.label ?? null,
-      vector_index: c.vector?.index ?? null,
-      scale: c.scale,
-      layer: c.vector ? S : null,
-      prompt: c.prompt,
-      prompt_tokens: prompts[c.prompt],
-      tokens: r.tokens,
-      prompt_text: tok ? tok.decode(prompts[c.prompt]) : null,
-      text: tok ? tok.decode(r.stop === "eos" ? r.tokens.slice(0, -1) : r.tokens) : null,
-      stop: r.stop,
-    });
+    log(`jacsteer: ${label}: ${g.tokens.length} tokens (${g.stop === "eos" ? "end of sequence" : "length limit"})`);
+    results.push(g);
   });
-  ckpt.close();
   if (f.json) process.stdout.write(JSON.stringify(results, null, 2) + "\n");
-  log(`jacsteer: ${combos.length} generation(s) in ${((performance.now() - started) / 1000).toFixed(2)} s`);
+  log(`jacsteer: ${generations.length} generation(s) in ${((performance.now() - started) / 1000).toFixed(2)} s`);
   return 0;
 }

@@ -5,7 +5,9 @@ import { dirname, resolve } from "node:path";
 import { intFlag, parseFlags, stringList, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
 import { defaultModelDir, log, promptFlags, PROMPT_OPTIONS, resolvePrompts, warn, warnings } from "./session.js";
-import { readVectorChoices, steeringLayer } from "./generate.js";
+import { readVectorChoices } from "./generate.js";
+import { steeringLayer } from "../api/steering.js";
+import { Reporter } from "../api/common.js";
 import { threadsFlag } from "./threads.js";
 import { weightsFlag, WEIGHTS_HELP } from "./weights-flag.js";
 import { openCheckpoint } from "../node/checkpoint.js";
@@ -106,7 +108,7 @@ export async function kl(argv: string[]): Promise<number> {
   try {
     const L = ckpt.config.numLayers, d = ckpt.config.hiddenSize;
     const vectors = readVectorChoices(vectorArgs, "--vectors", d);
-    const S = steeringLayer(f, L, vectors);
+    const S = steeringLayer(intFlag(f, "layer", undefined, 0), L, vectors, new Reporter({ log, onWarning: warn }));
     const prompts = await resolvePrompts(promptFlags(f), ckpt);
     prompts.forEach((p, i) => {
       checkTokens(ckpt.config, p, `prompt ${i + 1}`);

@@ -1,16 +1,17 @@
 // What every command needs: the runtime, the checkpoint and model, prompts as token ids, vectors read
 // from files. Each step fails with one line naming the flag, file or tensor.
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { AutodiffContext } from "../autodiff/tensor.js";
 import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError, type VectorSet } from "../io/vector-file.js";
 import { Qwen3Model } from "../model/qwen3.js";
 import { loadQwen3Weights } from "../model/weights.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
-import { createNodeRuntime, packageRoot } from "../node/runtime.js";
+import { createNodeRuntime } from "../node/runtime.js";
+import { bundledModelDir } from "../node/api.js";
 import { openSafetensorsFile } from "../node/safetensors-file.js";
-import { loadTokenizerFromDir } from "../node/tokenizer-files.js";
-import { renderPrompt } from "../tokenizer/index.js";
+import { loadTokenizerFromDir, optionalTokenizer } from "../node/tokenizer-files.js";
+import { LazyTokenizer, tokenizePrompts, type PromptInput } from "../api/common.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { UsageError } from "./errors.js";
 import { stringList, type Options } from "./args.js";
@@ -19,9 +20,8 @@ export { log, warn, warnings } from "./output.js";
 export { defaultLayers } from "../jacobian/steering-jacobian.js";
 import { log } from "./output.js";
 
-export function defaultModelDir(): string {
-  return join(packageRoot(), "models", "tiny");
-}
+/** The bundled tiny model (random weights), used without --model. */
+export const defaultModelDir = bundledModelDir;
 
 export interface LoadedModel {
   rt: Runtime;
@@ -105,20 +105,15 @@ function parseTokenList(s: string): number[] {
   return parts.map(Number);
 }
 
-/** Token ids of every prompt, as run. */
-export async function resolvePrompts(f: PromptFlags, ckpt: Checkpoint): Promise<number[][]> {
+/** The prompts the flags give, in order: texts (--prompt, then --prompts FILE), then --tokens lists. */
+export function promptInputs(f: PromptFlags): PromptInput[] {
   const texts = [...(f.prompt ?? []), ...(f.prompts ? readPromptsFile(f.prompts) : [])];
-  const tokenLists = (f.tokens ?? []).map(parseTokenList);
-  if (texts.length === 0 && tokenLists.length === 0) throw new UsageError("no prompt given: use --prompt TEXT, --prompts FILE or --tokens 1,2,3");
-  if (f.system !== undefined && !f.chat) throw new UsageError("--system needs --chat");
-  if (tokenLists.length && f.chat) throw new UsageError("--chat applies to text prompts, not to --tokens");
-  const out: number[][] = [];
-  if (texts.length) {
-    const tok = await loadTokenizerFromDir(ckpt.dir);
-    for (const t of texts) out.push(renderPrompt(tok, t, { chat: !!f.chat, system: f.system }));
-  }
-  out.push(...tokenLists);
-  return out;
+  return [...texts, ...(f.tokens ?? []).map(parseTokenList)];
+}
+
+/** Token ids of every prompt, as run (the library's tokenizePrompts on the flags' prompts). */
+export async function resolvePrompts(f: PromptFlags, ckpt: Checkpoint): Promise<number[][]> {
+  return tokenizePrompts(promptInputs(f), f, new LazyTokenizer((required) => (required ? loadTokenizerFromDir(ckpt.dir) : optionalTokenizer(ckpt.dir))));
 }
 
 /**

@@ -6,3 +6,4 @@ export * from "./safetensors-file.js";
 export * from "./random-checkpoint.js";
 export * from "./tokenizer-files.js";
 export * from "./thread-pool.js";
+export * from "./api.js";

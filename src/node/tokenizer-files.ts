@@ -1,6 +1,7 @@
 // Node: read a checkpoint directory's tokenizer files (which ones: src/tokenizer/files.ts) and build
 // the tokenizer.
 import { TokenizerError } from "../tokenizer/errors.js";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadTokenizerWith, readTokenizerFilesWith, type TokenizerFiles } from "../tokenizer/files.js";
@@ -29,4 +30,9 @@ export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
 /** Builds the tokenizer of the checkpoint in `dir`; errors name the file at fault. */
 export async function loadTokenizerFromDir(dir: string): Promise<TextTokenizer> {
   return loadTokenizerWith(reader(dir), (name) => join(dir, name), dir);
+}
+
+/** The checkpoint's tokenizer when it has a tokenizer.json, else null (callers print token ids instead). */
+export async function optionalTokenizer(dir: string): Promise<TextTokenizer | null> {
+  return existsSync(join(dir, "tokenizer.json")) ? loadTokenizerFromDir(dir) : null;
 }
