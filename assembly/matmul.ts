@@ -636,8 +636,13 @@ export function gemmDirectBt(a: usize, lda: i32, src: usize, kind: i32, ld: i32,
   }
 }
 
-/** Rows up to which gemmSlice multiplies streamed PACK_BT weights directly (measured: bench/generate.ts). */
-const DIRECT_MAX_M: i32 = 4;
+/**
+ * Rows up to which gemmSlice multiplies streamed PACK_BT weights directly. Measured (bench/generate.ts,
+ * one thread, BF16 [3072, 1024] and [1024, 3072], quiet machine): direct 0.62/0.78 ms against pack + gemm
+ * 1.11/1.16 ms at M 1/2, but 1.47/1.56 against 1.21/1.29 at M 3/4 (the direct tile is 2 rows; packing
+ * pays for itself from 3 rows on).
+ */
+const DIRECT_MAX_M: i32 = 2;
 
 // One slice of a ParallelGemm dispatch (src/engine/parallel-gemm.ts SLICE_ARGS): C (+)= A * B over
 // panels starting at `packed`. With a weight source (src != 0), few rows and the PACK_BT layout, the

@@ -175,7 +175,7 @@ async function main(): Promise<void> {
       crossover.map((r) => [String(r.m), r.shape, r.direct_ms.toFixed(3), r.packed_ms.toFixed(3), `${(r.packed_ms / r.direct_ms).toFixed(2)}x`]),
     ),
     "",
-    "gemmSlice uses the direct kernel for slices of at most 4 rows (assembly/matmul.ts DIRECT_MAX_M).",
+    "gemmSlice uses the direct kernel for slices of at most 2 rows (assembly/matmul.ts DIRECT_MAX_M).",
     "",
     "Regenerate with `npm run build && node dist/bench/make-checkpoint.js 0.6b && node --experimental-wasm-relaxed-simd dist/bench/generate.js`.",
     "",
