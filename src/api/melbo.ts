@@ -3,12 +3,12 @@
 // trainMelbo on the autodiff model, src/melbo/); src/cli/melbo.ts still has its own copy of this
 // orchestration until MELBO moves onto the engine (a concurrent change), when it becomes a thin layer here.
 import { describePositions, describePositionWeights, type Positions } from "../jacobian/positions.js";
-import { modelConfigKey } from "../io/run-identity.js";
 import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MELBO_MAX_LATE_RISE, defaultRadius, lateRise, trainMelboAsync } from "../melbo/melbo.js";
 import { EngineMelboObjective } from "../melbo/engine-objective.js";
 import { SteeringEngine, type WeightMode } from "../engine/steering-engine.js";
 import { InputError } from "../model/qwen3.js";
 import { LazyTokenizer, Reporter, checkLayer, siteLayers, sha256Hex, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type PromptInput, type PromptStyleOptions, type VectorFileResult } from "./common.js";
+import { melboMetadata } from "../io/melbo-file.js";
 
 export interface MelboApiOptions extends CommonOptions, PromptStyleOptions {
   prompts: readonly PromptInput[];
@@ -122,37 +122,31 @@ export async function melbo(o: MelboApiOptions): Promise<MelboApiResult> {
         );
       }
     });
-    const metadata: Record<string, string> = {
-      method: "melbo",
-      model: name,
-      model_path: o.model.dir ?? "",
-      model_config: modelConfigKey(cfg),
-      source_layer: String(S),
-      target_layer: String(T),
-      positions: describePositions(positions),
-      position_weights: describePositionWeights(positions),
-      seed: String(seed),
-      num_vectors: String(n),
-      radius: String(radius),
-      radius_default: String(o.radius === undefined),
-      p: String(p),
-      q: String(q),
-      lr: String(lr),
-      betas: `${MELBO_ADAMW.beta1},${MELBO_ADAMW.beta2}`,
-      amsgrad: "true",
-      weight_decay: String(weightDecay),
-      steps: String(steps),
-      final_losses: JSON.stringify(result.finalLosses),
-      initial_losses: JSON.stringify(result.losses.map((c) => c[0])),
-      tokens: JSON.stringify(prompts),
-      tokens_sha256: await sha256Hex(JSON.stringify(prompts)),
-      chat: String(!!o.chat),
-      dtype: "float32",
-      implementation: "jacsteer",
-      threads: String(engine.threads),
+    const metadata = melboMetadata({
+      modelName: name,
+      modelPath: o.model.dir ?? "",
+      config: cfg,
+      sourceLayer: S,
+      targetLayer: T,
+      positions,
+      seed,
+      numVectors: n,
+      radius,
+      radiusDefault: o.radius === undefined,
+      p,
+      q,
+      lr,
+      weightDecay,
+      steps,
+      finalLosses: result.finalLosses,
+      losses: result.losses,
+      prompts,
+      tokensSha256: await sha256Hex(JSON.stringify(prompts)),
+      chat: !!o.chat,
+      threads: engine.threads,
       weights: engine.weightPlan.mode,
       kernels: rt.build,
-    };
+    });
     return {
       vectors: result.vectors.map((v) => Float32Array.from(v)),
       finalLosses: result.finalLosses,

@@ -6,7 +6,6 @@ import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
 import { checkOutPath, defaultLayers, defaultModelDir, log, resolvePrompts, warn, warnings, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { encodeVectorFile } from "../io/vector-file.js";
-import { modelConfigKey } from "../io/run-identity.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
 import { checkSiteLayers } from "../jacobian/steering-jacobian.js";
@@ -19,6 +18,7 @@ import { openCheckpoint } from "../node/checkpoint.js";
 import { LONG_RUN_OPTIONS, LongRun, melboIdentity, stateFlags } from "./long-run.js";
 import { threadsFlag } from "./threads.js";
 import { weightsFlag } from "./weights-flag.js";
+import { melboMetadata } from "../io/melbo-file.js";
 
 export const MELBO_HELP = `jacsteer melbo: MELBO steering vectors: n orthogonal vectors sv of norm R maximising
   ( sum over prompts and target positions t of ||h_T,t(sv) - h_T,t(0)||^p )^(1/q)
@@ -213,37 +213,31 @@ export async function melbo(argv: string[]): Promise<number> {
   });
 
   const vectors = result.vectors.map((v) => Float32Array.from(v));
-  const metadata: Record<string, string> = {
-    method: "melbo",
-    model: ckpt.name,
-    model_path: ckpt.dir,
-    model_config: modelConfigKey(ckpt.config),
-    source_layer: String(S),
-    target_layer: String(T),
-    positions: describePositions(positions),
-    position_weights: describePositionWeights(positions),
-    seed: String(seed),
-    num_vectors: String(n),
-    radius: String(radius),
-    radius_default: String(radiusFlag === undefined),
-    p: String(p),
-    q: String(q),
-    lr: String(lr),
-    betas: `${MELBO_ADAMW.beta1},${MELBO_ADAMW.beta2}`,
-    amsgrad: "true",
-    weight_decay: String(weightDecay),
-    steps: String(steps),
-    final_losses: JSON.stringify(result.finalLosses),
-    initial_losses: JSON.stringify(result.losses.map((c) => c[0])),
-    tokens: JSON.stringify(prompts),
-    tokens_sha256: createHash("sha256").update(JSON.stringify(prompts)).digest("hex"),
-    chat: String(!!f.chat),
-    dtype: "float32",
-    implementation: "jacsteer",
-    threads: String(threads),
+  const metadata = melboMetadata({
+    modelName: ckpt.name,
+    modelPath: ckpt.dir,
+    config: ckpt.config,
+    sourceLayer: S,
+    targetLayer: T,
+    positions,
+    seed,
+    numVectors: n,
+    radius,
+    radiusDefault: radiusFlag === undefined,
+    p,
+    q,
+    lr,
+    weightDecay,
+    steps,
+    finalLosses: result.finalLosses,
+    losses: result.losses,
+    prompts,
+    tokensSha256: createHash("sha256").update(JSON.stringify(prompts)).digest("hex"),
+    chat: !!f.chat,
+    threads,
     weights: engine.weightPlan.mode,
     kernels: build,
-  };
+  });
   if (f.out !== undefined) {
     writeFileAtomic(f.out as string, encodeVectorFile({ vectors, metadata }));
     log(`jacsteer: wrote ${f.out}`);
