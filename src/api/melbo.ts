@@ -3,7 +3,7 @@
 // trainMelbo on the autodiff model, src/melbo/); src/cli/melbo.ts still has its own copy of this
 // orchestration until MELBO moves onto the engine (a concurrent change), when it becomes a thin layer here.
 import { describePositions, describePositionWeights, type Positions } from "../jacobian/positions.js";
-import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MELBO_MAX_LATE_RISE, defaultRadius, lateRise, trainMelboAsync } from "../melbo/melbo.js";
+import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, defaultRadius, lateRiseWarnings, trainMelboAsync } from "../melbo/melbo.js";
 import { EngineMelboObjective } from "../melbo/engine-objective.js";
 import { SteeringEngine, type WeightMode } from "../engine/steering-engine.js";
 import { InputError } from "../model/qwen3.js";
@@ -113,15 +113,8 @@ export async function melbo(o: MelboApiOptions): Promise<MelboApiResult> {
         if (step === 1 || step % every === 0 || step === steps) log(`vector ${vector + 1}/${n} step ${step}/${steps}: loss ${loss.toPrecision(6)}`);
       },
     });
-    const rises = result.losses.map((curve, i) => lateRise(curve, result.finalLosses[i]));
-    rises.forEach((rise, i) => {
-      if (rise !== null && rise > MELBO_MAX_LATE_RISE) {
-        rep.warn(
-          `MELBO vector ${i} is not converged: its objective still rose ${(100 * rise).toFixed(1)}% over the last 10% of the ${steps} steps ` +
-            `(more than ${100 * MELBO_MAX_LATE_RISE}%); raise --steps (e.g. --steps ${steps * 10}) or --lr`,
-        );
-      }
-    });
+    const { rises, warnings: lateWarnings } = lateRiseWarnings(result, steps);
+    lateWarnings.forEach((w) => rep.warn(w));
     const metadata = melboMetadata({
       modelName: name,
       modelPath: o.model.dir ?? "",

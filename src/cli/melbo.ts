@@ -9,7 +9,7 @@ import { encodeVectorFile } from "../io/vector-file.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
 import { checkSiteLayers } from "../jacobian/steering-jacobian.js";
-import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, MELBO_MAX_LATE_RISE, defaultRadius, lateRise, melboEvaluations, trainMelboAsync, type MelboResult } from "../melbo/melbo.js";
+import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, defaultRadius, lateRiseWarnings, melboEvaluations, trainMelboAsync, type MelboResult } from "../melbo/melbo.js";
 import { EngineMelboObjective } from "../melbo/engine-objective.js";
 import { SteeringEngine } from "../engine/steering-engine.js";
 import { createParallelGemm } from "../node/thread-pool.js";
@@ -202,15 +202,8 @@ export async function melbo(argv: string[]): Promise<number> {
     ckpt.close();
   }
   const seconds = (performance.now() - started) / 1000;
-  const rises = result.losses.map((curve, i) => lateRise(curve, result.finalLosses[i]));
-  rises.forEach((rise, i) => {
-    if (rise !== null && rise > MELBO_MAX_LATE_RISE) {
-      warn(
-        `MELBO vector ${i} is not converged: its objective still rose ${(100 * rise).toFixed(1)}% over the last 10% of the ${steps} steps ` +
-          `(more than ${100 * MELBO_MAX_LATE_RISE}%); raise --steps (e.g. --steps ${steps * 10}) or --lr`,
-      );
-    }
-  });
+  const { rises, warnings: lateWarnings } = lateRiseWarnings(result, steps);
+  lateWarnings.forEach((w) => warn(w));
 
   const vectors = result.vectors.map((v) => Float32Array.from(v));
   const metadata = melboMetadata({

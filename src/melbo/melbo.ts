@@ -166,3 +166,21 @@ export function lateRise(curve: readonly number[], finalLoss: number): number | 
 
 /** A rise over the last 10% of the steps above this share means "not converged". */
 export const MELBO_MAX_LATE_RISE = 0.01;
+
+/**
+ * Each vector's lateRise and, for every one above MELBO_MAX_LATE_RISE, the "not converged" warning
+ * (one text for the command line and the library call).
+ */
+export function lateRiseWarnings(result: Pick<MelboResult, "losses" | "finalLosses">, steps: number): { rises: (number | null)[]; warnings: string[] } {
+  const rises = result.losses.map((curve, i) => lateRise(curve, result.finalLosses[i]!));
+  const warnings: string[] = [];
+  rises.forEach((rise, i) => {
+    if (rise !== null && rise > MELBO_MAX_LATE_RISE) {
+      warnings.push(
+        `MELBO vector ${i} is not converged: its objective still rose ${(100 * rise).toFixed(1)}% over the last 10% of the ${steps} steps ` +
+          `(more than ${100 * MELBO_MAX_LATE_RISE}%); raise --steps (e.g. --steps ${steps * 10}) or --lr`,
+      );
+    }
+  });
+  return { rises, warnings };
+}
