@@ -54,7 +54,7 @@ export async function startServe(args: string[] = []): Promise<Served> {
 }
 
 /** A persistent context on a fresh --user-data-dir (removed by close). */
-export async function launchChromium(executablePath: string): Promise<{ context: BrowserContext; close(): Promise<void> }> {
+export async function launchChromium(executablePath: string): Promise<{ context: BrowserContext; profile: string; close(): Promise<void> }> {
   const profile = mkdtempSync(join(tmpdir(), "jacsteer-web-chromium-"));
   const context = await playwright.launchPersistentContext(profile, {
     executablePath,
@@ -65,6 +65,7 @@ export async function launchChromium(executablePath: string): Promise<{ context:
   });
   return {
     context,
+    profile,
     close: async () => {
       await context.close();
       rmSync(profile, { recursive: true, force: true });
