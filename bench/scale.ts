@@ -29,7 +29,7 @@ import { ensureShapeCheckpoint, QWEN3_SHAPES } from "./make-checkpoint.js";
 import { workloadTokens } from "./workload.js";
 
 /** The research line's layer pairs per shape (issue 9). */
-const SITES: Record<string, { S: number; T: number }> = {
+export const SITES: Record<string, { S: number; T: number }> = {
   "0.6b": { S: 6, T: 20 },
   "1.7b": { S: 6, T: 22 },
   "8b": { S: 13, T: 21 },
@@ -249,6 +249,8 @@ function writeResults(entries: Entry[]): void {
     "Setup: layers 0..S and the forward of S+1..T at sv0. Read wait: time the products waited for streamed reads.",
     "CPU: the process's CPU time over its wall time (200% = both cores the whole run), and the load average just before it.",
     "Regenerate with `node --experimental-wasm-relaxed-simd dist/bench/scale.js --shapes 1.7b,8b,14b` (after `npm run build`).",
+    "The other commands (caa, eval-ab, generate, melbo) on the same checkpoints, with time, peak RSS and the memory bound per command:",
+    "scale-commands.md (bench/scale-commands.ts).",
     "",
     markdownTable(["model", "run", "weights", "products", "converged (max residual / sigma_1^2)", "wall", "s / product", "peak RSS", "setup", "read wait", "CPU (load before)", "GEMM GFLOP/s", "efficiency"], rows),
     "",
