@@ -10,6 +10,8 @@ import type { TextTokenizer } from "../tokenizer/index.js";
 import { renderPrompt } from "../tokenizer/index.js";
 import { InputError } from "../model/qwen3.js";
 import { defaultLayers } from "../jacobian/steering-jacobian.js";
+import type { BlockOperator } from "../solvers/common.js";
+import { yieldToEventLoop } from "../engine/weight-store.js";
 
 /** An opened checkpoint: jacsteer/node's `openCheckpoint(dir)` returns one; a browser builds one from fetched files. */
 export interface OpenedModel {
@@ -186,5 +188,18 @@ export async function withGemm<T>(o: CommonOptions, body: (gemm: ParallelGemm | 
   }
 }
 
-/** Yield to the event loop so an abort (or a signal) can be seen between synchronous steps. */
-export const turnEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+/** Yield to the event loop so an abort (or a signal) can be seen between synchronous steps (the engine's yield between layers). */
+export const turnEventLoop = yieldToEventLoop;
+
+/**
+ * @internal What the CLI plugs into a long call (powerIter, melbo) for --state, --resume and signals
+ * (src/cli/long-run.ts); the library itself reads and writes no files.
+ */
+export interface LongRunHooks<Info> {
+  /** Called once the run is known, before its first block: what identifies it (model, tokens, layers, ...). */
+  begin?(run: Info): void;
+  /** The operator the run will apply, wrapped (answers replayed from a saved state, a save after each block). */
+  wrap(op: BlockOperator): BlockOperator;
+  /** Runs the whole solve (the CLI handles SIGINT/SIGTERM around it). */
+  run<T>(solve: () => Promise<T>): Promise<T>;
+}

@@ -12,7 +12,7 @@ import { AutodiffContext } from "../autodiff/tensor.js";
 import { loadQwen3Weights } from "../model/weights.js";
 import { Qwen3Model, InputError } from "../model/qwen3.js";
 import { modelConfigKey, svBytes } from "../io/run-identity.js";
-import { LazyTokenizer, Reporter, turnEventLoop, siteLayers, sha256Hex, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type PromptInput, type PromptStyleOptions, type VectorFileResult } from "./common.js";
+import { LazyTokenizer, Reporter, turnEventLoop, siteLayers, sha256Hex, throwIfAborted, tokenizePrompts, withGemm, type CommonOptions, type LongRunHooks, type PromptInput, type PromptStyleOptions, type VectorFileResult } from "./common.js";
 
 export const POWER_ITER_METHODS = ["lanczos", "power", "jvp", "double-vjp"] as const;
 export type PowerIterMethod = (typeof POWER_ITER_METHODS)[number];
@@ -66,12 +66,9 @@ export interface PowerIterProgress extends Progress {
   line: string;
 }
 
-/** @internal */
-export interface SolverHooks {
-  /** Called once the run is known, before the model is loaded: what identifies it (model, tokens, layers, ...). */
-  begin?(run: PowerIterRunInfo): void;
-  wrap(op: BlockOperator): BlockOperator;
-  run<T>(solve: () => Promise<T>): Promise<T>;
+/** @internal the CLI's hooks (LongRunHooks); `begin` comes before the model is loaded. */
+export interface SolverHooks extends LongRunHooks<PowerIterRunInfo> {
+  /** After every block product, instead of the default progress line through `log`. */
   progress?(p: PowerIterProgress): void;
 }
 

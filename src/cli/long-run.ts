@@ -1,7 +1,7 @@
 // Long runs of `jacsteer power-iter`: an ETA on each progress line, --state FILE (the replay log of
 // src/solvers/replay.ts, saved atomically after every block product), --resume FILE, and SIGINT/SIGTERM
-// (one line on how to resume, exit 130/143). power-iter.ts calls this in a few lines; the solvers do not
-// know about any of it.
+// (one line on how to resume, exit 130/143). power-iter.ts and melbo.ts hand it to the library call
+// as its hooks (LongRunHooks, src/api/common.ts); the solvers do not know about any of it.
 import { existsSync, readFileSync, statSync, writeSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { createHash } from "node:crypto";
@@ -15,6 +15,8 @@ import { resumableOperator, ReplayMismatchError, type ReplayBlock, type Resumabl
 import { solverEta, solverEtaMetric, type EtaEstimator } from "../solvers/eta.js";
 import type { BlockOperator, Progress } from "../solvers/common.js";
 import type { Qwen3Config } from "../model/config.js";
+import { turnEventLoop } from "../api/common.js";
+import type { MelboRunInfo } from "../api/melbo.js";
 
 export const LONG_RUN_OPTIONS: Options = {
   state: { type: "string" },
@@ -146,14 +148,7 @@ export interface LongRunOptions extends StateFlags {
 }
 
 /** What identifies a MELBO run: every flag and input that changes the sequence of evaluations. */
-export interface MelboIdentityInput extends Pick<RunIdentityInput, "config" | "modelName" | "prompts" | "sourceLayer" | "targetLayer" | "positions" | "numVectors" | "seed" | "kernels"> {
-  steps: number;
-  radius: number;
-  p: number;
-  q: number;
-  lr: number;
-  weightDecay: number;
-}
+export interface MelboIdentityInput extends Omit<MelboRunInfo, "evaluations">, Pick<RunIdentityInput, "config" | "modelName"> {}
 
 export function melboIdentity(r: MelboIdentityInput): Record<string, string> {
   return {
@@ -285,7 +280,6 @@ export class LongRun {
   }
 }
 
-const turnEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function checkIdentity(state: SolverState, identity: Record<string, string>, dim: number, path: string): void {
   const show = (s: string | undefined) => (s === undefined ? "(none)" : s === "" ? "(none)" : s.length > 48 ? `${s.slice(0, 45)}...` : s);

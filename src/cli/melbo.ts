@@ -1,24 +1,19 @@
 // `jacsteer melbo`: MELBO steering vectors (src/melbo/): n orthogonal vectors of norm R that maximise
 // how far they move layer T's output at the target positions, written as a vector file (CONTRACT.md
-// section 3, method "melbo").
-import { createHash } from "node:crypto";
+// section 3, method "melbo"). A thin layer over the library's melbo (src/api/melbo.ts): flags, files,
+// --state/--resume and signals (long-run.ts, plugged in as the call's hooks), the table or JSON, --out.
 import { intFlag, numberFlag, parseFlags, type Options } from "./args.js";
 import { UsageError } from "./errors.js";
-import { checkOutPath, defaultLayers, defaultModelDir, log, resolvePrompts, warn, warnings, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
+import { checkOutPath, defaultModelDir, log, promptInputs, warn, warnings, PROMPT_OPTIONS, promptFlags, SITE_OPTIONS } from "./session.js";
 import { encodeVectorFile } from "../io/vector-file.js";
 import { writeFileAtomic } from "../node/safetensors-file.js";
 import { describePositions, describePositionWeights, positionsFromFlags } from "../jacobian/positions.js";
-import { checkSiteLayers } from "../jacobian/steering-jacobian.js";
-import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS, defaultRadius, lateRiseWarnings, melboEvaluations, trainMelboAsync, type MelboResult } from "../melbo/melbo.js";
-import { EngineMelboObjective } from "../melbo/engine-objective.js";
-import { SteeringEngine } from "../engine/steering-engine.js";
-import { createParallelGemm } from "../node/thread-pool.js";
-import { createNodeRuntime } from "../node/runtime.js";
+import { DEFAULT_RADIUS_FACTOR, MELBO_ADAMW, MELBO_DEFAULTS } from "../melbo/melbo.js";
 import { openCheckpoint } from "../node/checkpoint.js";
+import * as api from "../node/api.js";
 import { LONG_RUN_OPTIONS, LongRun, melboIdentity, stateFlags } from "./long-run.js";
 import { threadsFlag } from "./threads.js";
 import { weightsFlag } from "./weights-flag.js";
-import { melboMetadata } from "../io/melbo-file.js";
 
 export const MELBO_HELP = `jacsteer melbo: MELBO steering vectors: n orthogonal vectors sv of norm R maximising
   ( sum over prompts and target positions t of ||h_T,t(sv) - h_T,t(0)||^p )^(1/q)
@@ -87,7 +82,11 @@ export function positiveNumber(f: Record<string, unknown>, name: string, fallbac
   return x;
 }
 
-export async function melbo(argv: string[]): Promise<number> {
+/**
+ * `signal` is for callers that run the command in-process (the tests): aborting rejects with the
+ * library's AbortError at the next optimiser step, and no --out file is written.
+ */
+export async function melbo(argv: string[], opts: { signal?: AbortSignal } = {}): Promise<number> {
   const f = parseFlags(argv, OPTIONS);
   if (f.help) {
     process.stdout.write(MELBO_HELP);
@@ -102,171 +101,91 @@ export async function melbo(argv: string[]): Promise<number> {
   const lr = positiveNumber(f, "lr", MELBO_DEFAULTS.lr)!;
   const p = positiveNumber(f, "p", MELBO_DEFAULTS.p)!;
   const q = positiveNumber(f, "q", MELBO_DEFAULTS.q)!;
-  const radiusFlag = positiveNumber(f, "radius", undefined);
+  const radius = positiveNumber(f, "radius", undefined);
   const weightDecay = numberFlag(f, "weight-decay", MELBO_ADAMW.weightDecay)!;
-  if (weightDecay < 0) throw new UsageError(`--weight-decay ${weightDecay}: must not be negative`);
-  if (lr * weightDecay >= 1) throw new UsageError(`--weight-decay ${weightDecay} with --lr ${lr}: lr x weight decay must be below 1`);
   const seed = intFlag(f, "seed", 0, 0)!;
   const threads = threadsFlag(f, log);
   const weights = weightsFlag(f);
   checkOutPath(f.out as string | undefined);
   const state = stateFlags(f);
 
-  const started = performance.now();
   const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
-  let result: MelboResult, objective: EngineMelboObjective, engine: SteeringEngine | undefined;
-  let radius: number, medianNorm: number, prompts: number[][], build: string, S: number, T: number, L: number, d: number;
+  let result: api.MelboApiResult;
   try {
-    L = ckpt.config.numLayers;
-    const defaults = defaultLayers(L);
-    S = intFlag(f, "source-layer", defaults.source)!;
-    T = intFlag(f, "target-layer", defaults.target)!;
-    if (f["source-layer"] === undefined || f["target-layer"] === undefined) {
-      log(`jacsteer: using --source-layer ${S} --target-layer ${T} (defaults for a ${L}-layer model; the seed used 6 and 20 of 28)`);
-    }
-    checkSiteLayers(L, S, T);
-    d = ckpt.config.hiddenSize;
-    if (n > d) throw new UsageError(`--num-vectors ${n} exceeds the hidden size ${d}: that many orthogonal vectors do not exist`);
-    prompts = await resolvePrompts(promptFlags(f), ckpt);
-    const rt = await createNodeRuntime();
-    build = rt.build;
-    log(
-      `jacsteer: ${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} positions ${describePositions(positions)}${describePositionWeights(positions) ? ` weights ${describePositionWeights(positions)}` : ""}; ` +
-        `${prompts.length} prompt(s) of ${prompts.map((t) => t.length).join(", ")} tokens; threads ${threads}; kernels ${rt.build}`,
-    );
-    const gemm = await createParallelGemm(rt, threads);
-    try {
-      engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, { sourceLayer: S, targetLayer: T, positions }, { gemm, log, weights });
-    } catch (e) {
-      await gemm.close();
-      throw e;
-    }
-    try {
-      objective = new EngineMelboObjective(engine, { p, q });
-      const norms = objective.sourceNorms();
-      radius = radiusFlag ?? defaultRadius(norms);
-      medianNorm = defaultRadius(norms) / DEFAULT_RADIUS_FACTOR;
-      log(
-        `jacsteer: radius R = ${radius.toPrecision(6)}${radiusFlag === undefined ? ` (default: ${DEFAULT_RADIUS_FACTOR} x the median layer-${S} norm ${medianNorm.toPrecision(6)}; set --radius to tune)` : ` (median layer-${S} norm ${medianNorm.toPrecision(6)})`}; ` +
-          `p ${p}, q ${q}, lr ${lr}, ${steps} steps, ${n} vector(s)`,
-      );
+    let longRun: LongRun | undefined;
+    result = await api.melbo({
+      model: ckpt,
+      threads,
+      prompts: promptInputs(promptFlags(f)),
+      chat: !!f.chat,
+      system: f.system as string | undefined,
+      sourceLayer: intFlag(f, "source-layer", undefined),
+      targetLayer: intFlag(f, "target-layer", undefined),
+      positions,
+      numVectors: n,
+      radius,
+      steps,
+      lr,
+      weightDecay,
+      p,
+      q,
+      seed,
+      weights,
+      signal: opts.signal,
+      log,
+      onWarning: warn,
       // Each evaluation of the objective is one "block" of the long run: its answer [loss, gradient]
-      // is what the state file logs and --resume replays (the training is a deterministic function of them).
-      const total = melboEvaluations(n, steps);
-      const identity = melboIdentity({ config: ckpt.config, modelName: ckpt.name, prompts, sourceLayer: S, targetLayer: T, positions, numVectors: n, steps, radius, p, q, lr, weightDecay, seed, kernels: rt.build });
-      const longRun = new LongRun({ ...state, identity, dim: d + 1, method: "melbo", tol: 0, maxIters: total, unit: "evaluation", log });
-      const obj = objective;
-      const resumable = longRun.wrap({
-        dim: d + 1,
-        applyBlock: async ([sv]) => {
-          const { loss, gradient } = await obj.evaluate({ sv: sv!, gradient: gradientNext });
-          const w = new Float64Array(d + 1);
-          w[0] = loss;
-          if (gradient) w.set(gradient, 1);
-          return [w];
+      // is what the state file logs and --resume replays.
+      longRun: {
+        begin: (run) => {
+          const identity = melboIdentity({ config: ckpt.config, modelName: ckpt.name, ...run });
+          longRun = new LongRun({ ...state, identity, dim: ckpt.config.hiddenSize + 1, method: "melbo", tol: 0, maxIters: run.evaluations, unit: "evaluation", log });
         },
-      });
-      let gradientNext = true;
-      let evaluations = 0;
-      const every = Math.max(1, Math.round(steps / 10));
-      result = await longRun.run(() =>
-        trainMelboAsync(
-          d,
-          async (r) => {
-            gradientNext = r.gradient;
-            const [w] = await resumable.applyBlock([r.sv]);
-            evaluations++;
-            return { loss: w![0]!, gradient: r.gradient ? w!.subarray(1) : null };
-          },
-          {
-            numVectors: n,
-            steps,
-            radius,
-            seed,
-            adam: { ...MELBO_ADAMW, lr, weightDecay },
-            onStep: ({ vector, step, loss }) => {
-              const print = step === 1 || step % every === 0 || step === steps;
-              longRun.step(evaluations, print ? `vector ${vector + 1}/${n} step ${step}/${steps}: loss ${loss.toPrecision(6)}` : null);
-            },
-          },
-        ),
-      );
-    } finally {
-      await engine.close();
-    }
-    if (engine.stream) {
-      const st = engine.stream;
-      log(`engine: streamed ${st.reads} layer reads (${(st.bytesRead / 1e9).toFixed(1)} GB); the steps waited ${st.waitSeconds.toFixed(1)} s for reads`);
-    }
+        wrap: (op) => longRun!.wrap(op),
+        run: (train) => longRun!.run(train),
+        step: (evaluations, line) => longRun!.step(evaluations, line),
+      },
+    });
   } finally {
     ckpt.close();
   }
-  const seconds = (performance.now() - started) / 1000;
-  const { rises, warnings: lateWarnings } = lateRiseWarnings(result, steps);
-  lateWarnings.forEach((w) => warn(w));
-
-  const vectors = result.vectors.map((v) => Float32Array.from(v));
-  const metadata = melboMetadata({
-    modelName: ckpt.name,
-    modelPath: ckpt.dir,
-    config: ckpt.config,
-    sourceLayer: S,
-    targetLayer: T,
-    positions,
-    seed,
-    numVectors: n,
-    radius,
-    radiusDefault: radiusFlag === undefined,
-    p,
-    q,
-    lr,
-    weightDecay,
-    steps,
-    finalLosses: result.finalLosses,
-    losses: result.losses,
-    prompts,
-    tokensSha256: createHash("sha256").update(JSON.stringify(prompts)).digest("hex"),
-    chat: !!f.chat,
-    threads,
-    weights: engine.weightPlan.mode,
-    kernels: build,
-  });
+  const { metadata, radius: R } = result;
   if (f.out !== undefined) {
-    writeFileAtomic(f.out as string, encodeVectorFile({ vectors, metadata }));
+    writeFileAtomic(f.out as string, encodeVectorFile({ vectors: result.vectors, metadata }));
     log(`jacsteer: wrote ${f.out}`);
   }
   if (f.json) {
     const summary = {
       final_losses: result.finalLosses,
       losses: result.losses,
-      radius,
-      median_source_norm: medianNorm,
+      radius: R,
+      median_source_norm: result.medianSourceNorm,
       p,
       q,
       lr,
       weight_decay: weightDecay,
       steps,
       num_vectors: n,
-      evaluations: objective.evaluations,
-      seconds,
-      tokens: prompts,
-      source_layer: S,
-      target_layer: T,
+      evaluations: result.evaluations,
+      seconds: result.seconds,
+      tokens: result.tokens,
+      source_layer: result.sourceLayer,
+      target_layer: result.targetLayer,
       positions: typeof positions === "number" ? positions : describePositions(positions),
       position_weights: describePositionWeights(positions) || null,
       model: ckpt.name,
-      kernels: build,
-      threads,
-      weights: engine.weightPlan.mode,
+      kernels: result.kernels,
+      threads: result.threads,
+      weights: result.weights,
       out: f.out ?? null,
-      late_rise: rises,
+      late_rise: result.lateRise,
       warnings: warnings(),
     };
     process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
   } else {
     const lines = [`  i  loss at start   final loss`];
-    result.finalLosses.forEach((l, i) => lines.push(`${String(i).padStart(3)}  ${result.losses[i][0].toPrecision(6).padEnd(14)}  ${l.toPrecision(6)}`));
-    lines.push(`${n} vector(s) of norm ${radius.toPrecision(6)}, ${steps} steps each, ${seconds.toFixed(2)} s`);
+    result.finalLosses.forEach((l, i) => lines.push(`${String(i).padStart(3)}  ${result.losses[i]![0]!.toPrecision(6).padEnd(14)}  ${l.toPrecision(6)}`));
+    lines.push(`${n} vector(s) of norm ${R.toPrecision(6)}, ${steps} steps each, ${result.seconds.toFixed(2)} s`);
     process.stdout.write(lines.join("\n") + "\n");
   }
   return 0;

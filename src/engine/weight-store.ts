@@ -165,10 +165,27 @@ export function layerStreamBytes(cfg: Qwen3Config, src: TensorSource, first: num
   return slots * slot + 4 * scratchLayout(cfg).floats;
 }
 
-/** Yield to the event loop (not just the microtask queue): lets signals, I/O callbacks and timers run between layers. */
+/**
+ * Yield to the event loop (not just the microtask queue): lets signals, I/O callbacks and timers run
+ * between layers (and between the library calls' steps, src/api/). Not setTimeout(0) where there is a
+ * choice: it waits at least 1 ms (4 ms once nested, in browsers), seconds over a MELBO run of thousands
+ * of sub-millisecond steps. setImmediate (Node) and a MessageChannel message (browsers) are tasks
+ * without that clamp; timers still get their turn.
+ */
 export function yieldToEventLoop(): Promise<void> {
-  const g = globalThis as { setImmediate?: (f: () => void) => unknown };
-  return new Promise((resolve) => (g.setImmediate ? g.setImmediate(resolve) : setTimeout(resolve, 0)));
+  const g = globalThis as { setImmediate?: (f: () => void) => unknown; MessageChannel?: typeof MessageChannel };
+  if (typeof g.setImmediate === "function") return new Promise<void>((resolve) => g.setImmediate!(resolve));
+  if (typeof g.MessageChannel === "function") {
+    return new Promise<void>((resolve) => {
+      const ch = new g.MessageChannel!();
+      ch.port1.onmessage = () => {
+        ch.port1.close();
+        resolve();
+      };
+      ch.port2.postMessage(null);
+    });
+  }
+  return new Promise<void>((resolve) => setTimeout(resolve, 0));
 }
 
 /**
