@@ -1,7 +1,8 @@
-// `npm run build:web`: the browser bundle of the library and the page (web/). esbuild bundles three
-// ES modules into web/dist/: page.js (src/web/page.ts), driver.js (the compute worker,
-// src/web/driver.ts) and gemm-worker.js (the threads' Web Worker, workers/web-gemm-worker.ts), and
-// copies the two kernel builds beside them. Bundling for the browser platform fails on any import of
+// `npm run build:web`: the browser bundle of the library and the page (web/). esbuild bundles four
+// ES modules into web/dist/: jacsteer.js (the library for a user's page, src/web/library.ts; README
+// "Library"), page.js (src/web/page.ts), driver.js (the page's compute worker, src/web/driver.ts) and
+// gemm-worker.js (the threads' Web Worker, workers/web-gemm-worker.ts), and copies the two kernel
+// builds beside them (jacsteer.js and driver.js fetch them, and gemm-worker.js, from their own folder). Bundling for the browser platform fails on any import of
 // a Node module, which keeps the library platform-neutral. Needs build/ (npm run build:wasm) first.
 import { build } from "esbuild";
 import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
@@ -15,6 +16,7 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 await build({
   entryPoints: {
+    jacsteer: join(root, "src/web/library.ts"),
     page: join(root, "src/web/page.ts"),
     driver: join(root, "src/web/driver.ts"),
     "gemm-worker": join(root, "workers/web-gemm-worker.ts"),
@@ -36,4 +38,4 @@ for (const f of ["kernels-relaxed.wasm", "kernels-simd.wasm"]) {
     process.exit(1);
   }
 }
-console.error(`built web/dist (page.js, driver.js, gemm-worker.js, kernels) for jacsteer ${version}`);
+console.error(`built web/dist (jacsteer.js, page.js, driver.js, gemm-worker.js, kernels) for jacsteer ${version}`);

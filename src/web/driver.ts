@@ -4,8 +4,7 @@
 // tokenize with its tokenizer.json (and chat template), the batched engine over Web Workers
 // (src/web/worker-gemm.ts), block Lanczos, the vector file (src/io/power-iter-file.ts). Runs in a
 // dedicated worker so the page stays responsive and files can be read synchronously.
-import { createRuntime } from "../runtime/runtime.js";
-import { createWasmMemory } from "../runtime/heap.js";
+import { createWebRuntime } from "./runtime.js";
 import { SteeringEngine, autoBlockSize } from "../engine/steering-engine.js";
 import { SharedCounterGemm } from "../engine/parallel-gemm.js";
 import { blockLanczosAsync } from "../solvers/block-lanczos.js";
@@ -23,13 +22,6 @@ import type { DriverMessage, RunRequest, RunResult } from "./protocol.js";
 const scope = globalThis as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown, transfer?: Transferable[]): void };
 const post = (m: DriverMessage, transfer?: Transferable[]) => scope.postMessage(m, transfer);
 const log = (line: string) => post({ type: "log", line });
-
-async function fetchBytes(name: string): Promise<Uint8Array<ArrayBuffer>> {
-  const url = new URL(name, import.meta.url);
-  const r = await fetch(url);
-  if (!r.ok) throw new Error(`${url}: HTTP ${r.status} (the page's kernel build is missing: run \`npm run build:web\`)`);
-  return new Uint8Array(await r.arrayBuffer());
-}
 
 export async function runPowerIter(req: RunRequest): Promise<RunResult> {
   const started = performance.now();
@@ -53,7 +45,7 @@ export async function runPowerIter(req: RunRequest): Promise<RunResult> {
       log(`the prompt has ${prompts[0]!.length} token(s), fewer than the default K = ${K}: using K = ${prompts[0]!.length}`);
       K = prompts[0]!.length;
     }
-    const rt = await createRuntime({ relaxed: await fetchBytes("kernels-relaxed.wasm"), simd: await fetchBytes("kernels-simd.wasm") }, { prefer: req.kernels, memory: createWasmMemory() });
+    const rt = await createWebRuntime({ prefer: req.kernels });
     // The command line's automatic block size (power-iter --block-size), so both give the same file.
     const blockSize = autoBlockSize(n, prompts);
     log(`${ckpt.name}: ${L} layers, hidden ${d}; S=${S} T=${T} K=${K}; prompt of ${prompts[0]!.length} tokens; block size ${blockSize}; threads ${req.threads}; kernels ${rt.build}`);

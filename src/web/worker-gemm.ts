@@ -60,3 +60,15 @@ export async function createWebGemm(rt: Runtime, threads: number, workerUrl: str
   const post = (work: UnitWork) => channels.map((c) => send(c, work));
   return new SharedCounterGemm(rt, threads, { post, close }, counter, opts.minParallelFlops);
 }
+
+/**
+ * What the one-call functions take to run matrix products on `threads` threads (default: all the
+ * browser offers): `createGemm` starts `threads - 1` Web Workers from gemm-worker.js beside the bundle
+ * (or in `base`). A page that is not cross-origin isolated can share no memory with workers: there it
+ * is one thread, and the returned `threads` says so.
+ */
+export function webThreads(threads = webThreadLimit(), opts: { base?: string | URL; minParallelFlops?: number } = {}): { threads: number; createGemm: (rt: Runtime) => Promise<ParallelGemm> } {
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`threads must be a positive integer, got ${threads}`);
+  const n = Math.min(threads, webThreadLimit());
+  return { threads: n, createGemm: (rt) => createWebGemm(rt, n, new URL("gemm-worker.js", opts.base ?? import.meta.url), { minParallelFlops: opts.minParallelFlops }) };
+}

@@ -4,26 +4,17 @@
 // Needs the built dist/ (npm test builds first) and npm; dependencies come from npm's cache when it has
 // them (CI's `npm ci` fills it), else from the registry.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
 import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
+import { readmeBlock, readmeBlocks } from "../helpers/readme.js";
 
 const ROOT = process.cwd();
 const tmp = mkdtempSync(join(tmpdir(), "jacsteer-consumer-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-/** The code blocks of README.md's section `title`, with their language. */
-export function readmeBlocks(title: string): { lang: string; code: string }[] {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const start = readme.indexOf(`\n## ${title}\n`);
-  if (start < 0) throw new Error(`README.md has no section "## ${title}"`);
-  const end = readme.indexOf("\n## ", start + 1);
-  const section = readme.slice(start, end < 0 ? undefined : end);
-  return [...section.matchAll(/```(\w*)\n([\s\S]*?)```/g)].map((m) => ({ lang: m[1], code: m[2] }));
-}
 
 function run(cmd: string, args: string[], cwd: string, timeout = 300_000) {
   const r = spawnSync(cmd, args, { cwd, encoding: "utf8", timeout, env: { ...process.env, npm_config_update_notifier: "false" } });
@@ -32,10 +23,11 @@ function run(cmd: string, args: string[], cwd: string, timeout = 300_000) {
 }
 
 describe("the README's Library example in a project that installs the packed tarball", () => {
-  it("README has the Node example (and says there is no browser bundle yet)", () => {
+  it("README has the Node example and the browser one (test/web/readme-example.test.ts runs that)", () => {
     const blocks = readmeBlocks("Library");
-    expect(blocks.map((b) => b.lang)).toEqual(["ts"]);
-    expect(blocks[0].code).toMatch(/from "jacsteer\/node"/);
+    expect(blocks.map((b) => b.lang)).toEqual(["ts", "html"]);
+    expect(readmeBlock("Library", "ts")).toMatch(/from "jacsteer\/node"/);
+    expect(readmeBlock("Library", "html")).toMatch(/from "\.\/dist\/jacsteer\.js"/);
   });
 
   it("packs, installs, type-checks under strict and runs", { timeout: 600_000 }, () => {
@@ -51,7 +43,7 @@ describe("the README's Library example in a project that installs the packed tar
     run(npm, ["install", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts", "--no-package-lock", tarball], app);
     expect(existsSync(join(app, "node_modules", "jacsteer", "dist", "src", "node", "index.d.ts"))).toBe(true);
 
-    writeFileSync(join(app, "example.ts"), readmeBlocks("Library")[0].code);
+    writeFileSync(join(app, "example.ts"), readmeBlock("Library", "ts"));
     writeFileSync(
       join(app, "tsconfig.json"),
       JSON.stringify({

@@ -13,6 +13,7 @@ import { launchChromium, startServe, type Served } from "../../bench/browser.js"
 import type { VectorSet } from "../../src/io/vector-file.js";
 import { readVectorSet } from "../../src/cli/verify.js";
 import type { BrowserContext } from "playwright-core";
+import { expectBitwiseEqual } from "../helpers/bitwise.js";
 
 const chromium = findChromium();
 const work = tempDir("jacsteer-web-");
@@ -29,19 +30,6 @@ function cliRun(threads: number): VectorSet {
   const r = jacsteer(["power-iter", "--prompt", PROMPT, "--threads", String(threads), "--out", out, "--quiet"]);
   expect(r.code, r.stderr).toBe(0);
   return readSet(out);
-}
-
-function bits(xs: ArrayLike<number>, f64 = false): string {
-  const a = f64 ? new Float64Array(Array.from(xs)) : Float32Array.from(xs);
-  return Buffer.from(a.buffer).toString("hex");
-}
-
-/** The same vectors, singular values and residuals, bit for bit. */
-function expectBitwiseEqual(page: VectorSet, cli: VectorSet): void {
-  expect(page.vectors.length).toBe(cli.vectors.length);
-  page.vectors.forEach((v, i) => expect(bits(v), `vector ${i}`).toBe(bits(cli.vectors[i]!)));
-  expect(bits(page.singularValues!, true)).toBe(bits(cli.singularValues!, true));
-  expect(bits(page.residuals!, true)).toBe(bits(cli.residuals!, true));
 }
 
 interface PageRun {
