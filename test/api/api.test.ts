@@ -1,7 +1,7 @@
 // The one-call API (src/api/, jacsteer/node): the same answers as the building blocks and the CLI (bit
 // for bit), checked against the autodiff reference's J^T J, on a path or an opened checkpoint, any
 // thread count; cancellation rejects with AbortError and leaves nothing open or allocated.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,8 +18,6 @@ import { loadQwen3Weights } from "../../src/model/weights.js";
 import { Qwen3Model } from "../../src/model/qwen3.js";
 import { SteeringJacobian } from "../../src/jacobian/steering-jacobian.js";
 import { encodeVectorFile } from "../../src/io/vector-file.js";
-import { EngineMelboObjective } from "../../src/melbo/engine-objective.js";
-import { MELBO_ADAMW, defaultRadius, trainMelboAsync } from "../../src/melbo/melbo.js";
 import type { Runtime } from "../../src/runtime/runtime.js";
 import { jacsteer } from "../helpers/cli.js";
 
@@ -178,19 +176,6 @@ describe("melbo, caa, evalAb, generate", () => {
     const cli = jacsteer(["melbo", "--tokens", PROMPT.join(","), "--source-layer", "1", "--target-layer", "2", "--num-vectors", "2", "--steps", "6", "--out", out]);
     expect(cli.code, cli.stderr).toBe(0);
     expect(Buffer.from(encodeVectorFile(r)).equals(readFileSync(out))).toBe(true);
-    // The CLI is now this call; the building blocks assembled by hand are the independent path.
-    const engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, [PROMPT], { ...SITE, positions: 2 }, {});
-    try {
-      const objective = new EngineMelboObjective(engine, { p: 2, q: 1 });
-      const radius = defaultRadius(objective.sourceNorms());
-      expect(r.radius).toBe(radius);
-      const direct = await trainMelboAsync(ckpt.config.hiddenSize, (q) => objective.evaluate(q), { numVectors: 2, steps: 6, radius, seed: 0, adam: MELBO_ADAMW });
-      expect(r.losses).toEqual(direct.losses);
-      expect(r.finalLosses).toEqual(direct.finalLosses);
-      direct.vectors.forEach((v, i) => expect(Array.from(r.vectors[i]!)).toEqual(Array.from(Float32Array.from(v))));
-    } finally {
-      await engine.close();
-    }
 
     const ac = new AbortController();
     const mark = rt.heap.mark();
@@ -200,38 +185,6 @@ describe("melbo, caa, evalAb, generate", () => {
     // the neutral entry's melbo still carries the MELBO building blocks
     expect(typeof lib.melbo.trainMelbo).toBe("function");
     expect(typeof lib.caa.caaVectorBatched).toBe("function");
-  });
-
-  it("melbo: a timer's abort (AbortSignal.timeout) stops a long run mid-way: AbortError, the heap as before; the CLI path writes no --out file", async () => {
-    // 2 x 200000 steps take many seconds (0.01-0.1 ms a step on the tiny model). With S = T no layer
-    // runs between the steps, so nothing in the engine leaves the microtask queue: without the call's
-    // own turn of the event loop before each step the timer could only fire once they are all done,
-    // and the call would resolve.
-    const total = 2 * 200000;
-    for (const site of [SITE, { sourceLayer: 2, targetLayer: 2 }]) {
-      const mark = rt.heap.mark();
-      let steps = 0;
-      const run = lib.melbo({ model: ckpt, runtime: rt, prompts: [PROMPT], ...site, numVectors: 2, steps: total / 2, signal: AbortSignal.timeout(1000), onProgress: () => steps++ });
-      await expect(run).rejects.toBeInstanceOf(lib.AbortError);
-      await expect(run).rejects.toThrow(/aborted.*timeout/);
-      expect(steps, JSON.stringify(site)).toBeGreaterThan(0);
-      expect(steps, JSON.stringify(site)).toBeLessThan(total);
-      expect(rt.heap.mark()).toBe(mark);
-    }
-
-    // The command, run in-process with a signal: the same abort, no --out file; its --state file
-    // holds the evaluations done so far (a valid state to resume from).
-    const { melbo: melboCommand } = await import("../../src/cli/melbo.js");
-    const { startCommand } = await import("../../src/cli/output.js");
-    const { decodeStateFile } = await import("../../src/io/state-file.js");
-    startCommand({ quiet: true });
-    const out = join(dir, "aborted.safetensors"), state = join(dir, "aborted.state");
-    const args = ["--model", TINY, "--tokens", PROMPT.join(","), "--source-layer", "1", "--target-layer", "2", "--num-vectors", "2", "--steps", String(total / 2), "--threads", "1", "--state", state, "--out", out];
-    await expect(melboCommand(args, { signal: AbortSignal.timeout(1000) })).rejects.toBeInstanceOf(lib.AbortError);
-    expect(existsSync(out)).toBe(false);
-    const saved = decodeStateFile(readFileSync(state), state).blocks.length;
-    expect(saved).toBeGreaterThan(0);
-    expect(saved).toBeLessThan(total + 2);
   });
 
   it("caa and evalAb on a dataset's text (the train / held-out split), evalAb steered by the caa vector; abort mid-run", async () => {
