@@ -28,6 +28,9 @@ export function vectorChoices(vectors: readonly SteeringVectorInput[] | undefine
   return (vectors ?? []).map((v, index) => {
     const label = v.label ?? `vector ${index}`;
     if (v.vector.length !== d) throw new InputError(`${label}: vectors have length ${v.vector.length}, the model's hidden size is ${d}`);
+    // As the vector file's reader does: a non-finite entry would make every steered number NaN.
+    const bad = v.vector.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new InputError(`${label}: entry ${bad} is ${v.vector[bad]}, not a finite number`);
     return { index, label, vector: v.vector, sourceLayer: v.sourceLayer ?? null };
   });
 }

@@ -199,9 +199,13 @@ describe("melbo, caa, evalAb, generate", () => {
     expect(e.layer).toBe(1);
     expect(e.summary.rows.map((row) => row.scale)).toEqual([-2, 0, 2]);
     expect(e.rows).toHaveLength(used(e).length * 4);
-    // scale 0 is the unsteered run, computed again: the same logits
+    // scale 0 is not run again: its rows carry the unsteered run's logits
     const zero = e.rows.filter((row) => row.vector !== null && row.scale === 0), base = e.rows.filter((row) => row.vector === null);
     expect(zero.map((row) => row.diff)).toEqual(base.map((row) => row.diff));
+    // a vector with a non-finite entry is refused by name, not run into NaN rows
+    const bad = Float32Array.from(c.vector);
+    bad[3] = NaN;
+    await expect(nodeApi.evalAb({ model: TINY, dataset: { text }, vectors: [{ vector: bad, label: "bad" }], scales: [1] })).rejects.toThrow(/^bad: entry 3 is NaN, not a finite number$/);
 
     const mark = rt.heap.mark();
     for (const call of [

@@ -62,11 +62,19 @@ describe("symmetricEigenTridiagonal", () => {
     for (let i = 0; i < 10; i++) expect(Math.abs(values[i] - want[i]) / want[i]).toBeLessThan(1e-10);
   });
 
-  it("is fast enough for a projected matrix of a few hundred", () => {
-    const A = randomSymmetric(240, 1);
-    const t = performance.now();
-    symmetricEigenTridiagonal(A);
-    // Generous: the cyclic Jacobi takes ~500 ms here; QL takes ~20.
-    expect(performance.now() - t).toBeLessThan(400);
+  it("a projected matrix of a few hundred (the size block Lanczos hands it): small residuals and orthonormal vectors", () => {
+    // Its speed (QL ~20 ms here against ~500 ms for the cyclic Jacobi) is not asserted: a timed test fails
+    // on a loaded machine. The accuracy at this size is, in one aggregate check (n^2 expects would crawl).
+    const n = 240;
+    const A = randomSymmetric(n, 1);
+    const { values, vectors } = symmetricEigenTridiagonal(A);
+    const scale = Math.max(...A.flat().map(Math.abs));
+    let residual = 0, orthogonality = 0;
+    for (let c = 0; c < n; c++) {
+      for (let i = 0; i < n; i++) residual = Math.max(residual, Math.abs(A[i].reduce((acc, x, k) => acc + x * vectors[k][c], 0) - values[c] * vectors[i][c]) / scale);
+      for (let c2 = 0; c2 <= c; c2++) orthogonality = Math.max(orthogonality, Math.abs(vectors.reduce((acc, row) => acc + row[c] * row[c2], 0) - (c === c2 ? 1 : 0)));
+    }
+    expect(residual).toBeLessThan(1e-12);
+    expect(orthogonality).toBeLessThan(1e-12);
   });
 });
