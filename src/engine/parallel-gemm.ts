@@ -78,6 +78,26 @@ export function gemmFlops(jobs: readonly GemmJob[]): number {
 }
 
 /**
+ * Flops a weight element read from its stored bytes in the call (packed, or read directly for a few
+ * rows) is worth in time: on this project's machine the direct kernel reads a BF16 [3072, 1024] weight
+ * for one row in 0.6 ms, as long as 30 MFLOP of packed product take (bench/results/generate.md), about
+ * 10 flops an element; 8 stays on the safe side.
+ */
+const READ_FLOPS_PER_ELEMENT = 8;
+
+/**
+ * The cost of a dispatch in flop-equivalents, to choose between the calling thread and all threads:
+ * the products' flops plus the reading of every weight the call packs or reads. With a row or two
+ * (decoding one sequence) a product is bound by that reading, not its flops: 2 M N K alone kept
+ * o_proj and down_proj of a Qwen3-0.6B layer on one thread while the other core waited.
+ */
+export function gemmDispatchCost(jobs: readonly GemmJob[]): number {
+  let f = 0;
+  for (const j of jobs) f += (2 * j.m + (j.pack ? READ_FLOPS_PER_ELEMENT : 0)) * j.packed.n * j.packed.k;
+  return f;
+}
+
+/**
  * The slices of thread `part` of `parts`, flattened (SLICE_ARGS numbers per gemmPacked call), in job
  * order. Job j's panels [floor(i P / parts), floor((i + 1) P / parts)) go to part i.
  */
@@ -182,8 +202,8 @@ export interface UnitWorkers {
  * A dispatch cuts the work into units (panel ranges of the products, or kernel tasks), posts the list
  * to every worker, and every thread, the calling one included, takes units from a shared atomic
  * counter until none is left; then the calling thread awaits the workers. A round trip to the workers
- * costs tens of microseconds, so dispatches below `minParallelFlops` (8 MFLOP, about 0.15 ms of work)
- * run on the calling thread alone; that choice never changes the result, which is bitwise the same
+ * costs tens of microseconds, so dispatches below `minParallelFlops` (8 MFLOP, about 0.15 ms of work;
+ * products counted with the weights they read, gemmDispatchCost) run on the calling thread alone; that choice never changes the result, which is bitwise the same
  * for any thread count.
  */
 export class SharedCounterGemm implements ParallelGemm {
@@ -206,7 +226,7 @@ export class SharedCounterGemm implements ParallelGemm {
   run(jobs: readonly GemmJob[]): Promise<void> | void {
     if (this.closed) throw new Error("thread pool is closed");
     checkGemmJobs(jobs);
-    if (gemmFlops(jobs) < this.minParallelFlops) {
+    if (gemmDispatchCost(jobs) < this.minParallelFlops) {
       runGemmSlices(this.rt, gemmSlices(jobs, 0, 1));
       return;
     }

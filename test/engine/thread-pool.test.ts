@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createNodeRuntime, packageRoot } from "../../src/node/runtime.js";
 import { createParallelGemm, defaultWorkerFile, PiscinaGemm } from "../../src/node/thread-pool.js";
-import { SerialGemm, gemmSlices, SLICE_ARGS, type GemmJob, type ParallelGemm } from "../../src/engine/parallel-gemm.js";
-import { packBt, packB, PANEL } from "../../src/kernels/matmul.js";
+import { SerialGemm, gemmDispatchCost, gemmFlops, gemmSlices, SLICE_ARGS, type GemmJob, type ParallelGemm } from "../../src/engine/parallel-gemm.js";
+import { packBt, packB, packedFloats, PANEL } from "../../src/kernels/matmul.js";
 import type { Runtime } from "../../src/runtime/runtime.js";
 import { randn, rng } from "../helpers/random.js";
 
@@ -124,6 +124,43 @@ describe("SerialGemm and the Piscina pool", async () => {
       await g.close();
       await g.close(); // idempotent
       expect(() => g.run(s.jobs)).toThrow(/closed/);
+    }
+  });
+
+  it("a product's dispatch cost counts the weight it reads: one row against a stored BF16 weight is not a small job", () => {
+    const N = 1896, K = 2048;
+    const decode: GemmJob = { a: 0, m: 1, packed: { ptr: 0, n: N, k: K }, pack: { src: 1, kind: 2, ld: K }, c: 0 };
+    expect(gemmFlops([decode])).toBe(2 * N * K);
+    expect(gemmFlops([decode])).toBeLessThan(8e6); // below the default threshold by its flops alone
+    expect(gemmDispatchCost([decode])).toBe(10 * N * K); // 2 flops + 8 for reading each element
+    const packedOnce: GemmJob = { ...decode, pack: undefined };
+    expect(gemmDispatchCost([packedOnce])).toBe(2 * N * K);
+    expect(gemmDispatchCost([decode, packedOnce])).toBe(12 * N * K);
+  });
+
+  it.runIf(built)("with the default threshold, that one-row product runs on every thread (bitwise as on one)", async () => {
+    const N = 1896, K = 2048;
+    const mark = rt.heap.mark();
+    try {
+      const r = rng(7);
+      const w = rt.heap.allocF32((N * K) / 2); // BF16 bytes: the upper halves of random f32 values
+      const bf16 = new Uint16Array(rt.heap.f32(w, 1).buffer, w, N * K);
+      const f32 = Float32Array.from(randn(r, N * K));
+      bf16.set(new Uint16Array(f32.buffer).filter((_, i) => i % 2 === 1));
+      const a = rt.heap.allocF32(K);
+      rt.heap.f32(a, K).set(randn(r, K));
+      const job = (c: number): GemmJob => ({ a, m: 1, packed: { ptr: rt.heap.allocF32(packedFloats(N, K)), n: N, k: K }, pack: { src: w, kind: /* A W^T, BF16 */ 0 | (1 << 1), ld: K }, c });
+      const c1 = rt.heap.allocF32(N), c2 = rt.heap.allocF32(N);
+      new SerialGemm(rt).run([job(c1)]);
+      const g = await createParallelGemm(rt, 2);
+      pools.push(g);
+      const j2 = job(c2);
+      for (let rep = 0; rep < 20; rep++) await g.run([j2]);
+      expect((g as PiscinaGemm).workerUnits).toBeGreaterThan(0);
+      expect(rt.heap.f32(c2, N)).toEqual(rt.heap.f32(c1, N));
+      await g.close();
+    } finally {
+      rt.heap.release(mark);
     }
   });
 
