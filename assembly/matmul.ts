@@ -644,6 +644,11 @@ export function gemmDirectBt(a: usize, lda: i32, src: usize, kind: i32, ld: i32,
  */
 const DIRECT_MAX_M: i32 = 2;
 
+/** DIRECT_MAX_M for the host: a product of so few rows never touches its packed scratch. */
+export function directMaxRows(): i32 {
+  return DIRECT_MAX_M;
+}
+
 // One slice of a ParallelGemm dispatch (src/engine/parallel-gemm.ts SLICE_ARGS): C (+)= A * B over
 // panels starting at `packed`. With a weight source (src != 0), few rows and the PACK_BT layout, the
 // product reads the stored weight directly (gemmDirectBt); otherwise the slice's panels are packed

@@ -234,7 +234,8 @@ export async function benchWeb(args: string[] = []): Promise<void> {
     chromium: spawnSync(chromium, ["--version"], { encoding: "utf8" }).stdout.trim(),
   };
   const dir = join(packageRoot(), "bench", "results");
-  const base = shape === "0.6b" ? "web" : `web-${shape}`;
+  // web.md: the 0.6B workload; web-1.7b-resident.md etc.: another shape, named by its weights flag.
+  const base = shape === "0.6b" && W.weights === "auto" ? "web" : `web-${shape}-${W.weights}`;
   writeFileSync(join(dir, `${base}.json`), JSON.stringify(summary, null, 2) + "\n");
   const f = (x: number) => x.toFixed(2);
   const md = [

@@ -238,6 +238,13 @@ export class ForwardModel {
     if (!full) throw new Error("ForwardModel.allLogitsAt: the model was made without fullHead");
     const d = this.dims.d, V = this.config.vocabSize;
     return this.headProducts(h, rows, V, async (x, out) => {
+      if (rows.length <= this.rt.k.directMaxRows()) {
+        // A row or two (decoding one sequence): every slice reads the stored head directly and never
+        // packs, so the whole head is one dispatch (not V / HEAD_BLOCK of them, each a round trip
+        // to the workers); bitwise the same logits, as the slicing never changes a result.
+        await this.gemm.run([{ a: x, m: rows.length, c: out, ldc: V, packed: { ptr: full.scratch, n: V, k: d }, pack: { src: full.raw, kind: /* PACK_BT */ 0 | (full.dtype << 1), ld: d } }]);
+        return;
+      }
       for (let b0 = 0; b0 < V; b0 += HEAD_BLOCK) {
         await this.gemm.run([{
           a: x, m: rows.length, c: out + 4 * b0, ldc: V,

@@ -4,6 +4,8 @@
 export interface KernelExports {
   heapBase(): number;
   isRelaxedBuild(): number;
+  /** Rows up to which gemmSlice reads a stored PACK_BT weight directly, never packing (assembly/matmul.ts). */
+  directMaxRows(): number;
   // elementwise.ts
   fill(dst: number, n: number, value: number): void;
   copy(dst: number, src: number, n: number): void;

@@ -19,6 +19,15 @@ import { openPickedCheckpoint } from "./file-checkpoint.js";
 import { createWebGemm } from "./worker-gemm.js";
 import type { DriverMessage, RunRequest, RunResult } from "./protocol.js";
 
+/**
+ * `auto` keeps layers S+1..T resident in a tab only up to 1 GiB (the command line: 2 GiB). A tab holds
+ * more than the engine's memory (most likely the File.slice reads' buffers awaiting collection). On
+ * the 1.7B shape (bench/results/web-1.7b*.md) the renderer peaked at 3.13 GB with the 1.6 GB of layers
+ * resident and at 1.89 GB streamed (the whole browser 2.86 GB), so 1.7B streams and stays within 3 GB;
+ * the 0.6B shape's 0.44 GB of layers stay resident.
+ */
+const TAB_RESIDENT_BUDGET = 2 ** 30;
+
 const scope = globalThis as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown, transfer?: Transferable[]): void };
 const post = (m: DriverMessage, transfer?: Transferable[]) => scope.postMessage(m, transfer);
 const log = (line: string) => post({ type: "log", line });
@@ -52,7 +61,7 @@ export async function runPowerIter(req: RunRequest): Promise<RunResult> {
     const gemm = await createWebGemm(rt, req.threads, new URL("gemm-worker.js", import.meta.url), { minParallelFlops: req.minParallelFlops });
     let engine: SteeringEngine;
     try {
-      engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, { sourceLayer: S, targetLayer: T, positions: K }, { gemm, log, weights: req.weights });
+      engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, prompts, { sourceLayer: S, targetLayer: T, positions: K }, { gemm, log, weights: req.weights, residentBudgetBytes: TAB_RESIDENT_BUDGET });
     } catch (e) {
       await gemm.close();
       throw e;
