@@ -231,24 +231,22 @@ export class ForwardModel {
 
   /**
    * Every logit at rows `rows` of h [., d]: the final RMSNorm of those rows, then the whole LM head
-   * (ForwardOptions.fullHead), packed HEAD_BLOCK rows at a time. [rows.length, vocab].
+   * (ForwardOptions.fullHead), packed HEAD_BLOCK rows at a time (or read directly, all at once, for
+   * a row or two). [rows.length, vocab].
    */
   allLogitsAt(h: number, rows: readonly number[]): Promise<Float32Array> {
     const full = this.fullHead;
     if (!full) throw new Error("ForwardModel.allLogitsAt: the model was made without fullHead");
     const d = this.dims.d, V = this.config.vocabSize;
+    // A row or two (decoding one sequence): every slice reads the stored head directly and never packs
+    // into the scratch, so the whole head is one dispatch, not V / HEAD_BLOCK round trips to the
+    // workers; bitwise the same logits, as the slicing never changes a result.
+    const block = rows.length <= this.rt.k.directMaxRows() ? V : HEAD_BLOCK;
     return this.headProducts(h, rows, V, async (x, out) => {
-      if (rows.length <= this.rt.k.directMaxRows()) {
-        // A row or two (decoding one sequence): every slice reads the stored head directly and never
-        // packs, so the whole head is one dispatch (not V / HEAD_BLOCK of them, each a round trip
-        // to the workers); bitwise the same logits, as the slicing never changes a result.
-        await this.gemm.run([{ a: x, m: rows.length, c: out, ldc: V, packed: { ptr: full.scratch, n: V, k: d }, pack: { src: full.raw, kind: /* PACK_BT */ 0 | (full.dtype << 1), ld: d } }]);
-        return;
-      }
-      for (let b0 = 0; b0 < V; b0 += HEAD_BLOCK) {
+      for (let b0 = 0; b0 < V; b0 += block) {
         await this.gemm.run([{
           a: x, m: rows.length, c: out + 4 * b0, ldc: V,
-          packed: { ptr: full.scratch, n: Math.min(HEAD_BLOCK, V - b0), k: d },
+          packed: { ptr: full.scratch, n: Math.min(block, V - b0), k: d },
           pack: { src: full.raw + b0 * d * full.bytesPerElement, kind: /* PACK_BT */ 0 | (full.dtype << 1), ld: d },
         }]);
       }

@@ -126,31 +126,26 @@ export async function evaluateAbBatched(model: ForwardModel, prompts: readonly A
   const L = model.config.numLayers;
   if (model.numLayers !== L) throw new Error(`evaluateAbBatched: the forward runs ${model.numLayers} of ${L} layers (the logits need all)`);
   const { vectors, scales } = opts;
-  // The (vector, scale) kinds that run, as vi * scales.length + si; runIndex[kind] is its place among
-  // them (sequence 1 + runIndex of each question), -1 for a scale of 0 (the unsteered sequence's logits).
-  const runIndex = new Int32Array(vectors.length * scales.length).fill(-1);
-  const kinds: number[] = [];
-  vectors.forEach((_, vi) => scales.forEach((scale, si) => {
-    if (scale !== 0) (runIndex[vi * scales.length + si] = kinds.length), kinds.push(vi * scales.length + si);
-  }));
-  const steered = kinds.length;
-  const S = vectors.length * scales.length ? opts.layer : L - 1;
-  if (vectors.length * scales.length && (!Number.isInteger(S) || S < 0 || S >= L)) throw new InputError(`steering layer ${S} outside 0..${L - 1}`);
+  // The steered sequences that run, one per (vector, nonzero scale); seq[vi][si] is the sequence of each
+  // question that (vi, si) reads its logits from: 1 + its place among them, or 0 (the unsteered one) for a scale of 0.
+  const runs: { vector: Float32Array; scale: number }[] = [];
+  const seq = vectors.map((v) => scales.map((scale) => (scale === 0 ? 0 : runs.push({ vector: v.vector, scale }))));
+  const steered = runs.length;
+  const anySteering = vectors.length > 0 && scales.length > 0;
+  const S = anySteering ? opts.layer : L - 1;
+  if (anySteering && (!Number.isInteger(S) || S < 0 || S >= L)) throw new InputError(`steering layer ${S} outside 0..${L - 1}`);
   const d = model.config.hiddenSize;
   const budget = (opts.activationBytes ?? DEFAULT_ACTIVATION_BUDGET) / 4;
   const cols = prompts.map((p) => [model.column(p.matchingId), model.column(p.otherId)]);
   const m = model.scoredTokens.length;
-  // logits[q][j]: sequence j of question q (0 unsteered, 1 + runIndex[vi * scales.length + si] steered).
+  // logits[q][j]: sequence j of question q (0 unsteered, j >= 1 the steering runs[j - 1]).
   const logits: [number, number][][] = prompts.map(() => []);
   const rt = model.rt, heap = rt.heap;
   const mark = heap.mark();
   try {
     // scale * v as today's code forms it (f32 products), one [d] row per steered sequence kind.
     const sv = heap.allocF32(Math.max(1, steered) * d);
-    kinds.forEach((kind, j) => {
-      const scale = scales[kind % scales.length];
-      heap.f32(sv + 4 * j * d, d).set(vectors[Math.floor(kind / scales.length)].vector.map((x) => x * scale));
-    });
+    runs.forEach(({ vector, scale }, j) => heap.f32(sv + 4 * j * d, d).set(vector.map((x) => x * scale)));
     let done = 0;
     for (const group of chunkByBudget(prompts.map((_, q) => q), (q) => model.sequenceFloats(prompts[q].tokens.length), budget)) {
       const groupMark = heap.mark();
@@ -192,7 +187,7 @@ export async function evaluateAbBatched(model: ForwardModel, prompts: readonly A
   } finally {
     heap.release(mark);
   }
-  return prompts.flatMap((p, q) => questionRows(p, logits[q][0], (vi, si) => logits[q][1 + runIndex[vi * scales.length + si]], vectors, scales));
+  return prompts.flatMap((p, q) => questionRows(p, logits[q][0], (vi, si) => logits[q][seq[vi][si]], vectors, scales));
 }
 
 export interface AbSummaryRow {
