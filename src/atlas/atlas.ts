@@ -5,13 +5,14 @@
 // What is shared across pairs (the rest is per pair):
 //   - the forward at sv0: one SteeringEngine over the span (min S, max T) runs layers 0..min S once and
 //     S+1..max T once at sv0 and keeps what the derivatives read; each pair is a view of it
-//     (SteeringEngine.restrict): its J^T J products run layers S+1..T of that saved forward, bitwise
-//     as an engine built for the pair alone would;
+//     (SteeringEngine.restrict): its products run layers S+1..T of that saved forward, bitwise as an
+//     engine built for the pair alone would;
 //   - the weights: read once for the whole atlas (resident) or streamed per pass;
 //   - the unsteered pass of the KL prompts: once through all layers, the state after each source layer
-//     kept (KlEvaluator), so a pair's KL runs only its steered sequences through S+1..L-1.
-// Not shared: the Lanczos products of each pair (one batched JVP through S+1..T and one VJP back per
-// block; the JVP from S passes every T' < T on the way, but each pair's solver asks for its own blocks).
+//     kept (KlEvaluator), so a pair's KL runs only its steered sequences through S+1..L-1;
+//   - the JVPs of a source, when it has many targets (solver "jacobian", or "auto" when it is
+//     cheaper): d JVPs from S give every target's whole Jacobian at once (full-jacobian.ts).
+// Block Lanczos products (solver "lanczos") are not shared: each pair's solver asks for its own blocks.
 import { blockLanczosAsync } from "../solvers/block-lanczos.js";
 import type { Progress, SolveResult } from "../solvers/common.js";
 import type { SteeringEngine } from "../engine/steering-engine.js";
@@ -42,6 +43,8 @@ export interface AtlasPairResult extends AtlasPair {
   best_vector: number;
   /** KL of vector 0 (the top singular vector) at its better sign */
   top_vector_kl: number;
+  /** how the vectors were found: block Lanczos on the pair, or the source's whole Jacobian */
+  solver: "lanczos" | "jacobian";
   seconds: { solve: number; kl: number };
 }
 
@@ -52,18 +55,14 @@ export function atlasPairs(sources: readonly number[], targets: readonly number[
   return out;
 }
 
-/** Solve one pair on its view of the span engine, then score its vectors' KL at both signs. */
-export async function solveAtlasPair(
-  span: SteeringEngine,
-  ev: KlEvaluator,
-  pair: AtlasPair,
-  solver: AtlasSolverOptions,
-  scales: KlScales,
-  onProgress?: (p: Progress) => void,
-): Promise<{ result: AtlasPairResult; vectors: Float64Array[]; solve: SolveResult }> {
+/** Block Lanczos on one pair's view of the span engine. */
+export function lanczosPair(span: SteeringEngine, pair: AtlasPair, solver: AtlasSolverOptions, onProgress?: (p: Progress) => void): Promise<SolveResult> {
   const view = span.restrict(pair.source, pair.target);
-  const t0 = performance.now();
-  const solve = await blockLanczosAsync({ dim: view.inputDim, applyBlock: (V) => view.normalProducts(V) }, { numVectors: solver.numVectors, tol: solver.tol, seed: solver.seed, maxIters: solver.maxIters, onProgress });
+  return blockLanczosAsync({ dim: view.inputDim, applyBlock: (V) => view.normalProducts(V) }, { numVectors: solver.numVectors, tol: solver.tol, seed: solver.seed, maxIters: solver.maxIters, onProgress });
+}
+
+/** Score a solved pair: its vectors' KL at both signs, and the result its file and atlas.json hold. */
+export async function scoreAtlasPair(ev: KlEvaluator, pair: AtlasPair, solve: SolveResult, solver: AtlasPairResult["solver"], scales: KlScales, solveSeconds: number): Promise<AtlasPairResult> {
   const t1 = performance.now();
   const { summary } = await klBothSigns(ev, pair.source, solve.vectors, scales);
   const t2 = performance.now();
@@ -73,20 +72,18 @@ export async function solveAtlasPair(
     if (s.max_kl > first[best].max_kl) best = i;
   });
   return {
-    vectors: solve.vectors,
-    solve,
-    result: {
-      ...pair,
-      singular_values: solve.singularValues,
-      relative_residuals: solve.relativeResiduals,
-      converged: solve.converged,
-      products: solve.products,
-      kl: summary,
-      max_kl: first[best].max_kl,
-      best_vector: best,
-      top_vector_kl: first[0].max_kl,
-      seconds: { solve: (t1 - t0) / 1000, kl: (t2 - t1) / 1000 },
-    },
+    source: pair.source,
+    target: pair.target,
+    singular_values: solve.singularValues,
+    relative_residuals: solve.relativeResiduals,
+    converged: solve.converged,
+    products: solve.products,
+    kl: summary,
+    max_kl: first[best].max_kl,
+    best_vector: best,
+    top_vector_kl: first[0].max_kl,
+    solver,
+    seconds: { solve: solveSeconds, kl: (t2 - t1) / 1000 },
   };
 }
 

@@ -22,7 +22,9 @@ import { SteeringEngine } from "../engine/steering-engine.js";
 import { borrowGemm } from "../engine/parallel-gemm.js";
 import { KlEvaluator } from "../steering-eval/kl.js";
 import { WorkProgress } from "../steering-eval/progress.js";
-import { atlasPairs, pairWork, solveAtlasPair, type AtlasPair, type AtlasPairResult } from "../atlas/atlas.js";
+import { atlasPairs, lanczosPair, pairWork, scoreAtlasPair, type AtlasPair, type AtlasPairResult } from "../atlas/atlas.js";
+import { jacobianSweeps, solveSweep, sweepCost } from "../atlas/full-jacobian.js";
+import type { SolveResult } from "../solvers/common.js";
 
 export const ATLAS_TOL = 1e-2;
 
@@ -41,6 +43,12 @@ export const ATLAS_HELP = `jacsteer atlas: top singular vectors and their both-s
   --num-vectors N          singular vectors per pair (default 8)
   --tol E                  block Lanczos stops when every ||J^T J v - sigma^2 v|| <= E sigma_1^2 (default ${ATLAS_TOL})
   --max-iters I            block applications per pair at most (default: unlimited)
+  --solver auto|lanczos|jacobian
+                           how a source's pairs are solved (default auto): lanczos, block Lanczos on each
+                           pair; jacobian, the source's whole Jacobian for all its targets at once (d JVPs
+                           from S, each passing every target; exact top-k, certified by the pair's own
+                           residual); auto, the first pair of each source by Lanczos, the rest by the
+                           whole Jacobian when that is cheaper at the products the first one took
   --seed N                 random start of every pair (default 0)
   --scale-frac F           KL at +-F x ||h_S|| at each prompt's last token (default ${DEFAULT_SCALE_FRAC}); or
   --scales C               at +-C (absolute)
@@ -54,9 +62,10 @@ and flags) are read, not recomputed; a pair file from a different run is an erro
 what differs. Ctrl-C stops after the pair being computed is lost; the finished ones stay.
 
 Shared across pairs: the forward at sv = 0 (layers 0..min S once, min S+1..max T once: each pair's
-products run on a view of it), the weights (read once, or streamed per pass), and the KL prompts'
-unsteered pass (once, the state after every source layer kept). Per pair: block Lanczos on J^T J and
-the KL of its vectors at both signs.
+products run on a view of it), the weights (read once, or streamed per pass), the KL prompts'
+unsteered pass (once, the state after every source layer kept) and, with the whole-Jacobian solver,
+a source's JVPs (one pass from S gives the tangents at every target). Per pair: the KL of its vectors
+at both signs, and its block Lanczos products or its certificate (k VJPs from T).
 `;
 
 const OPTIONS: Options = {
@@ -74,6 +83,7 @@ const OPTIONS: Options = {
   "kl-positions": { type: "string" },
   threads: { type: "string" },
   weights: { type: "string" },
+  solver: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 };
@@ -130,6 +140,8 @@ export async function atlas(argv: string[]): Promise<number> {
   const scales = klScalesFlag(f);
   const threads = threadsFlag(f, log);
   const weights = weightsFlag(f);
+  const solver = (f.solver as string | undefined) ?? "auto";
+  if (solver !== "auto" && solver !== "lanczos" && solver !== "jacobian") throw new UsageError(`--solver ${solver}: expected auto, lanczos or jacobian`);
   const started = performance.now();
 
   const ckpt = openCheckpoint((f.model as string | undefined) ?? defaultModelDir());
@@ -160,6 +172,7 @@ export async function atlas(argv: string[]): Promise<number> {
       scale_kind: scales.kind,
       magnitudes: scales.values.join(","),
       kl_positions: String(klK),
+      solver,
       kernels: rt.build,
     };
     mkdirSync(outDir, { recursive: true });
@@ -209,14 +222,13 @@ export async function atlas(argv: string[]): Promise<number> {
         const progress = new WorkProgress("atlas", log, 0);
         const total = todo.reduce((s, p) => s + pairWork(p, L), 0);
         let work = 0;
-        for (const p of todo) {
-          const { result, vectors } = await solveAtlasPair(engine, ev, p, { numVectors: n, tol, seed, maxIters }, scales);
-          const file = join(outDir, pairFileName(p));
-          writeFileAtomic(file, encodeVectorFile({
-            vectors: vectors.map((v) => Float32Array.from(v)),
+        const finishPair = async (p: AtlasPair, solve: SolveResult, how: AtlasPairResult["solver"], solveSeconds: number, workAfter = work + pairWork(p, L)) => {
+          const result = await scoreAtlasPair(ev, p, solve, how, scales, solveSeconds);
+          writeFileAtomic(join(outDir, pairFileName(p)), encodeVectorFile({
+            vectors: solve.vectors.map((v) => Float32Array.from(v)),
             singularValues: result.singular_values,
             metadata: {
-              method: "atlas/lanczos",
+              method: `atlas/${how}`,
               model: ckpt.name,
               model_config: identity.model_config,
               source_layer: String(p.source),
@@ -236,13 +248,70 @@ export async function atlas(argv: string[]): Promise<number> {
           done.set(pairFileName(p), result);
           computed++;
           writeMerged();
-          work += pairWork(p, L);
+          work = workAfter;
           progress.report(
             work,
             total,
-            `pair ${computed}/${todo.length} (S ${p.source} T ${p.target}): sigma_1 ${result.singular_values[0].toPrecision(4)}, max KL ${result.max_kl.toExponential(2)} (vector ${result.best_vector}), ${result.products} products${result.converged ? "" : ", NOT converged"}, ${(result.seconds.solve + result.seconds.kl).toFixed(1)} s`,
+            `pair ${computed}/${todo.length} (S ${p.source} T ${p.target}): sigma_1 ${result.singular_values[0].toPrecision(4)}, max KL ${result.max_kl.toExponential(2)} (vector ${result.best_vector}), ${how === "jacobian" ? "whole Jacobian" : `${result.products} products`}${result.converged ? "" : ", NOT converged"}, ${(result.seconds.solve + result.seconds.kl).toFixed(1)} s`,
           );
           await new Promise<void>((r) => setImmediate(r)); // a signal is handled between pairs
+        };
+        const lanczos = async (p: AtlasPair) => {
+          const t0 = performance.now();
+          const solve = await lanczosPair(engine, p, { numVectors: n, tol, seed, maxIters });
+          await finishPair(p, solve, "lanczos", (performance.now() - t0) / 1000);
+        };
+        // Source by source: every planned target of S decides the plan (not only the ones left), so a
+        // resumed run solves each pair exactly as an uninterrupted one.
+        const bytesPerTarget = 4 * d * engine.outputDim;
+        for (const S of sources) {
+          const group = pairs.filter((p) => p.source === S);
+          if (!group.some((p) => !done.has(pairFileName(p)))) continue;
+          let rest = group;
+          if (solver !== "jacobian") {
+            // auto: the first (shortest) pair by Lanczos measures how many products this spectrum needs.
+            const first = group[0]!;
+            if (!done.has(pairFileName(first))) await lanczos(first);
+            rest = group.slice(1);
+            if (!rest.length) continue;
+            const P = done.get(pairFileName(first))!.products;
+            const cost = sweepCost(S, rest.map((p) => p.target), d, n, bytesPerTarget, P);
+            if (solver === "lanczos" || cost.lanczos <= cost.jacobian) {
+              if (solver === "auto") log(`atlas: S ${S}: block Lanczos per pair (about ${fmtCost(cost.lanczos)} against ${fmtCost(cost.jacobian)} for the whole Jacobian; the first pair took ${P} products)`);
+              for (const p of rest) if (!done.has(pairFileName(p))) await lanczos(p);
+              continue;
+            }
+            log(`atlas: S ${S}: the whole Jacobian for T ${rest[0]!.target}..${rest.at(-1)!.target} (about ${fmtCost(cost.jacobian)} against ${fmtCost(cost.lanczos)} for Lanczos per pair at the first pair's ${P} products)`);
+          }
+          for (const sweep of jacobianSweeps(rest.map((p) => p.target), bytesPerTarget)) {
+            const left = sweep.filter((t) => !done.has(pairFileName({ source: S, target: t })));
+            if (!left.length) continue;
+            const sweepWork = left.reduce((s, t) => s + pairWork({ source: S, target: t }, L), 0);
+            const base = work;
+            let sweepDone = 0;
+            let t0 = performance.now();
+            let passSeconds = 0;
+            await solveSweep(
+              engine.restrict(S, sweep.at(-1)!),
+              sweep,
+              { numVectors: n, tol, seed, skip: new Set(sweep.filter((t) => !left.includes(t))) },
+              async (sol) => {
+                const now = performance.now();
+                const p = { source: S, target: sol.target };
+                sweepDone += pairWork(p, L);
+                await finishPair(p, sol, "jacobian", passSeconds / left.length + (now - t0) / 1000, base + 0.9 * sweepWork + 0.1 * sweepDone);
+                t0 = performance.now();
+              },
+              (cols, all) => {
+                if (cols === all) {
+                  passSeconds = (performance.now() - t0) / 1000;
+                  t0 = performance.now();
+                }
+                // The JVPs are about 90% of a sweep's work.
+                progress.report(base + 0.9 * sweepWork * (cols / all), total, `S ${S}: JVPs of the unit vectors to T ${sweep[0]}..${sweep.at(-1)}: ${cols}/${all}`);
+              },
+            );
+          }
         }
       } finally {
         process.off("SIGINT", onSignal);
@@ -268,6 +337,9 @@ export async function atlas(argv: string[]): Promise<number> {
     ckpt.close();
   }
 }
+
+/** A cost in one-layer products, for the plan line. */
+const fmtCost = (c: number) => `${Math.round(c).toLocaleString("en-US")} layer-products`;
 
 /** A pair file of this run (its atlas_identity must match), or a UsageError naming the file and the field. */
 function readPairFile(file: string, identity: Record<string, string>): AtlasPairResult {

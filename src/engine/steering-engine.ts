@@ -335,6 +335,39 @@ export class SteeringEngine {
   }
 
   /**
+   * J_T' V at every target T' of `targets` (ascending inside (S, T], the last one T: restrict() to end
+   * there) from ONE JVP through S+1..T: the tangent of layer T' is on its way to T, so its target rows
+   * are copied out as the pass crosses it. The atlas's full-Jacobian path (src/atlas/full-jacobian.ts)
+   * takes every target of a source from d such passes. Images are in applyJ's layout, equal to
+   * applyJ of restrict(S, T') up to float32 rounding (layer T' runs on all rows here, on the target
+   * rows only there); tested.
+   */
+  async applyJAtTargets(V: readonly ArrayLike<number>[], targets: readonly number[]): Promise<Float32Array[][]> {
+    this.checkBlock(V, this.inputDim, "applyJAtTargets");
+    const S = this.site.sourceLayer, T = this.site.targetLayer;
+    targets.forEach((t, i) => {
+      if (!Number.isInteger(t) || t <= S || t > T || (i > 0 && t <= targets[i - 1]!)) throw new RangeError(`applyJAtTargets: targets must ascend inside (${S}, ${T}], got ${targets.join(",")}`);
+    });
+    if (targets.at(-1) !== T) throw new RangeError(`applyJAtTargets: the last target must be the engine's target ${T} (restrict() to end there)`);
+    return this.exclusive(async () => {
+      const n = V.length, d = this.inputDim, rt = this.rt;
+      const b = this.batch(n);
+      // Compact target rows of every T' below T, in the layout of b.targets (T's own is b.targets).
+      const bufOf = new Map<number, number>();
+      for (const t of targets.slice(0, -1)) bufOf.set(t - S - 1, rt.heap.allocF32(b.targets.rows * d));
+      this.fillTangents(V, b);
+      const L = this.layers.length;
+      for (let l = 0; l < L; l++) {
+        const w = await this.weightsOf(l, l + 1 < L ? l + 1 : L - 2);
+        await layerJvp(this.ctx, w, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
+        const buf = bufOf.get(l);
+        if (buf !== undefined) moveTargetRows(rt, { ...b.targets, buf }, b.th, true, d);
+      }
+      return targets.map((t) => this.readTargets(n, b, t === T ? b.targets.buf : bufOf.get(t - S - 1)!));
+    });
+  }
+
+  /**
    * The engine of the pair (S', T') inside this one's span, S <= S' < T' <= T, at sv0 = 0: the forward
    * at sv0 does not depend on where the steering enters, so the pair reuses the forward this engine
    * ran (layers S'+1..T' of it) and the weights it holds; nothing is read or run. Its products are
@@ -494,13 +527,13 @@ export class SteeringEngine {
   }
 
   /** J v from the target rows: w_i times row i. */
-  private readTargets(n: number, b: Batch): Float32Array[] {
+  private readTargets(n: number, b: Batch, buf = b.targets.buf): Float32Array[] {
     const d = this.inputDim;
     return Array.from({ length: n }, (_, j) => {
       const out = new Float32Array(this.outputDim);
       b.compactStart[j]!.forEach((c0, p) => {
         const m = this.selections[p]!.rows.length;
-        const view = this.rt.heap.f32(b.targets.buf + 4 * c0 * d, m * d);
+        const view = this.rt.heap.f32(buf + 4 * c0 * d, m * d);
         for (let i = 0; i < m; i++) {
           const w = this.weight(p, i), o = this.offsets[p]! + i * d;
           if (w === 1) out.set(view.subarray(i * d, (i + 1) * d), o);

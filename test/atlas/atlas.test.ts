@@ -75,7 +75,7 @@ describe("help of kl, atlas, stability", () => {
 
 describe("jacsteer atlas", () => {
   const dir = join(work, "run");
-  const args = ["atlas", ...RUN, "--sources", "0..2", "--targets", "2,3", "--out-dir", dir, "--threads", "2"];
+  const args = ["atlas", ...RUN, "--sources", "0..2", "--targets", "2,3", "--out-dir", dir, "--threads", "2", "--solver", "lanczos"];
   const pairs = ["pair-S00-T02", "pair-S00-T03", "pair-S01-T02", "pair-S01-T03", "pair-S02-T03"];
 
   it("one file per pair and a merged atlas.json; a pair equals power-iter + kl for that pair, bitwise", () => {
@@ -107,7 +107,7 @@ describe("jacsteer atlas", () => {
 
   it("bitwise the same on 1 thread", () => {
     const one = join(work, "one");
-    const r = jacsteer(["atlas", ...RUN, "--sources", "1", "--targets", "3", "--out-dir", one, "--threads", "1", "--quiet"]);
+    const r = jacsteer(["atlas", ...RUN, "--sources", "1", "--targets", "3", "--out-dir", one, "--threads", "1", "--quiet", "--solver", "lanczos"]);
     expect(r.code, r.stderr).toBe(0);
     expect(readSet(join(one, "pair-S01-T03.safetensors")).vectors).toEqual(readSet(join(dir, "pair-S01-T03.safetensors")).vectors);
     const a: AtlasFile = JSON.parse(readFileSync(join(one, "atlas.json"), "utf8"));
@@ -142,6 +142,7 @@ describe("jacsteer atlas", () => {
     expectInputErrorDir(["atlas", ...RUN, "--sources", "3", "--targets", "1..2", "--out-dir", out], /--sources 3: layer 3 is outside 0\.\.2/);
     expectInputErrorDir(["atlas", ...RUN, "--sources", "2", "--targets", "1..2", "--out-dir", out], /no pair with S < T/);
     expectInputErrorDir(["atlas", ...RUN], /--out-dir DIR is required/);
+    expectInputErrorDir(["atlas", ...RUN, "--solver", "svd", "--out-dir", out], /--solver svd: expected auto, lanczos or jacobian/);
     const file = join(work, "a-file");
     writeFileSync(file, "x");
     expectInputErrorDir(["atlas", ...RUN, "--out-dir", file], /--out-dir .*a-file: exists and is not a directory/);
