@@ -1,16 +1,17 @@
 // The layer-pair atlas against running `power-iter` and `kl` per pair, on the Qwen3-0.6B-shaped BF16
 // checkpoint (random weights, real Qwen3 tokenizer; bench/make-checkpoint.ts): k 8, --tol 1e-2, 4
-// prompts, KL at +-0.35 x ||h_S|| at the last position, 2 threads. Both ways run the same subset of
-// pairs in this process's children, one after the other, wall time from spawn to exit:
-//   - atlas: one `jacsteer atlas` over the subset (its pairs share the forward, weights, KL baseline);
+// prompts, KL at +-0.35 x ||h_S|| at the last position, 2 threads. Both ways run the same subset in
+// this process's children, one after the other, wall time from spawn to exit:
+//   - atlas: one `jacsteer atlas --solver auto` over whole sources (every target of each: what the
+//     whole-Jacobian solver shares is a source's JVPs, so a subset must keep sources whole);
 //   - per pair: `jacsteer power-iter --method lanczos --out X` then `jacsteer kl --vectors X`.
-// The full atlas (all 378 pairs) is too long to run here on a shared machine, so both are
-// extrapolated: per-pair times are fitted as a + b (T - S) by least squares over the subset (the
-// products run T - S layers; setup and KL do not depend on T), then summed over all pairs; the atlas
-// adds its one-time setup (its wall time minus the sum of its pairs' times). The arithmetic is
-// printed in the result. Writes bench/results/atlas.md and .json.
+// The full atlas (378 pairs; hours) is extrapolated from constants measured in this run (printed with
+// the arithmetic): per pair, power-iter + kl as a + b (T - S); the atlas source by source with the
+// auto rule, its Lanczos pairs as a + b (T - S), its sweeps at the measured seconds per JVP column and
+// layer plus each target's own work as a + b (T - S), its KL as a + b (L - 1 - S), and its setup.
+// Writes bench/results/atlas.md and .json.
 //
-//   node --experimental-wasm-relaxed-simd dist/bench/atlas.js [--model DIR] [--threads N] [--sources 6,13] [--targets 14,20]
+//   node --experimental-wasm-relaxed-simd dist/bench/atlas.js [--model DIR] [--threads N] [--sources 13,22]
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +20,7 @@ import { parseArgs } from "node:util";
 import { packageRoot } from "../src/node/runtime.js";
 import { leastSquares } from "../src/evaluation/ab.js";
 import { atlasPairs } from "../src/atlas/atlas.js";
+import { sweepCost } from "../src/atlas/full-jacobian.js";
 import type { AtlasFile } from "../src/cli/atlas.js";
 import { machineInfo, machineLine, markdownTable } from "./harness.js";
 import { benchCacheDir } from "./make-checkpoint.js";
@@ -29,10 +31,12 @@ const PROMPTS = [
   "What is the capital of France, and why did it become the capital?",
   "I think the best way to learn a language is to speak it every day.",
 ];
-const { values } = parseArgs({ options: { model: { type: "string" }, threads: { type: "string" }, sources: { type: "string" }, targets: { type: "string" } } });
-const list = (s: string | undefined, fallback: number[]) => (s === undefined ? fallback : s.split(",").map(Number));
-// The subset: its mean T - S (7.5) near the full atlas's (9.7), spans from 1 to 14 layers for the fit.
-const SOURCES = list(values.sources, [6, 13]), TARGETS = list(values.targets, [14, 20]);
+const { values } = parseArgs({ options: { model: { type: "string" }, threads: { type: "string" }, sources: { type: "string" } } });
+// The subset: one source where auto takes the whole Jacobian (13: 14 targets), one where it keeps
+// Lanczos (22: 5 targets); spans 1 to 14 layers for the fits.
+const SOURCES = values.sources === undefined ? [13, 22] : values.sources.split(",").map(Number);
+const NUM_LAYERS = 28;
+const TARGETS = Array.from({ length: NUM_LAYERS - 1 - Math.min(...SOURCES) }, (_, i) => Math.min(...SOURCES) + 1 + i);
 const model = values.model ?? join(benchCacheDir(), "qwen3-0.6b-shaped-bf16");
 const threads = values.threads ?? "2";
 const BIN = join(packageRoot(), "bin", "jacsteer.js");
@@ -60,7 +64,7 @@ try {
   const pairs = atlasPairs(SOURCES, TARGETS);
   console.error(`atlas bench: ${pairs.length} pairs, model ${model}`);
   const atlasDir = join(work, "atlas");
-  const atlasWall = run(["atlas", ...common, "--sources", SOURCES.join(","), "--targets", TARGETS.join(","), "--tol", "1e-2", "--scale-frac", "0.35", "--out-dir", atlasDir]);
+  const atlasWall = run(["atlas", ...common, "--sources", SOURCES.join(","), "--targets", `${TARGETS[0]}..${TARGETS.at(-1)}`, "--tol", "1e-2", "--scale-frac", "0.35", "--solver", "auto", "--out-dir", atlasDir]);
   const merged: AtlasFile = JSON.parse(readFileSync(join(atlasDir, "atlas.json"), "utf8"));
   const atlasPair = merged.pairs.map((p) => p.seconds.solve + p.seconds.kl);
   const atlasCpu = lastCpu();
@@ -75,45 +79,76 @@ try {
     return { pi, kl, cpu: cpuPairs };
   });
 
-  // Extrapolation to every pair of the 28-layer model.
-  const L = 28;
+  // ---- Extrapolation to every pair of the 28-layer model, from constants of this run ----
+  const L = NUM_LAYERS, d = 1024, k = 8;
   const all = atlasPairs(Array.from({ length: L - 1 }, (_, i) => i), Array.from({ length: L - 1 }, (_, i) => i + 1));
   const span = (p: { source: number; target: number }) => p.target - p.source;
   const sumSpan = all.reduce((s, p) => s + span(p), 0);
-  const fitAtlas = leastSquares(pairs.map(span), atlasPair);
-  const fitBase = leastSquares(pairs.map(span), perPair.map((x) => x.pi + x.kl));
   const extrap = (f: { slope: number | null; intercept: number | null }) => all.length * f.intercept! + f.slope! * sumSpan;
-  const atlasFull = atlasSetup + extrap(fitAtlas);
+  // Per pair: power-iter + kl processes.
+  const fitBase = leastSquares(pairs.map(span), perPair.map((x) => x.pi + x.kl));
   const baseFull = extrap(fitBase);
+  // Atlas: Lanczos pairs' solve, whole-Jacobian pairs' own work and sweep columns, KL.
+  const lan = merged.pairs.filter((p) => p.solver === "lanczos"), jac = merged.pairs.filter((p) => p.solver === "jacobian");
+  const fitLan = leastSquares(lan.map(span), lan.map((p) => p.seconds.solve));
+  const meanProducts = lan.reduce((s, p) => s + p.products, 0) / lan.length;
+  const fitOwn = leastSquares(jac.map(span), jac.map((p) => p.seconds.solve - (p.seconds.sweep ?? 0)));
+  // One sweep per jacobian source (0.6B: every target fits the default budget): columns x layers.
+  const jacSources = [...new Set(jac.map((p) => p.source))];
+  const columnLayers = jacSources.reduce((s, S) => s + d * (Math.max(...jac.filter((p) => p.source === S).map((p) => p.target)) - S), 0);
+  const perColumnLayer = jac.reduce((s, p) => s + (p.seconds.sweep ?? 0), 0) / Math.max(1, columnLayers);
+  const fitKl = leastSquares(merged.pairs.map((p) => L - 1 - p.source), merged.pairs.map((p) => p.seconds.kl));
+  const bytesPerTarget = 4 * d * (4 * 4);
+  let atlasFull = atlasSetup;
+  const plan: string[] = [];
+  for (let S = 0; S <= L - 2; S++) {
+    const targets = Array.from({ length: L - 1 - S }, (_, i) => S + 1 + i);
+    let t = fitLan.intercept! + fitLan.slope! * 1; // the first pair, by Lanczos
+    const rest = targets.slice(1);
+    const cost = sweepCost(S, rest, d, k, bytesPerTarget, meanProducts);
+    if (rest.length && cost.jacobian < cost.lanczos) {
+      t += perColumnLayer * d * (L - 1 - S) + rest.reduce((s, T) => s + fitOwn.intercept! + fitOwn.slope! * (T - S), 0);
+      plan.push(`S ${S}: jacobian`);
+    } else {
+      t += rest.reduce((s, T) => s + fitLan.intercept! + fitLan.slope! * (T - S), 0);
+    }
+    atlasFull += t + targets.length * (fitKl.intercept! + fitKl.slope! * (L - 1 - S));
+  }
+  const jacobianFrom = plan.length ? Math.max(...plan.map((x) => Number(/S (\d+)/.exec(x)![1]))) : -1;
   const subsetAtlas = atlasWall, subsetBase = perPair.reduce((s, x) => s + x.pi + x.kl, 0);
   const subsetBaseCpu = perPair.reduce((s, x) => s + x.cpu, 0);
+  const f3 = (x: number | null) => x!.toFixed(3);
 
-  const rows = pairs.map((p, i) => [`S ${p.source}, T ${p.target}`, String(merged.pairs[i].products), merged.pairs[i].converged ? "yes" : "no", merged.pairs[i].seconds.solve.toFixed(1), merged.pairs[i].seconds.kl.toFixed(1), perPair[i].pi.toFixed(1), perPair[i].kl.toFixed(1), ((perPair[i].pi + perPair[i].kl) / atlasPair[i]).toFixed(2) + "x"]);
+  const rows = pairs.map((p, i) => [`S ${p.source}, T ${p.target}`, merged.pairs[i].solver, merged.pairs[i].solver === "jacobian" ? `${d} JVPs (shared)` : String(merged.pairs[i].products), Math.max(...merged.pairs[i].relative_residuals).toExponential(1), merged.pairs[i].seconds.solve.toFixed(1), merged.pairs[i].seconds.kl.toFixed(1), perPair[i].pi.toFixed(1), perPair[i].kl.toFixed(1), ((perPair[i].pi + perPair[i].kl) / atlasPair[i]).toFixed(2) + "x"]);
   const md = [
     "# Layer-pair atlas against power-iter + kl per pair",
     "",
-    `Machine: ${machineLine(machine)}. **Shared machine** (other engineers' builds and tests ran at the same time): absolute times are inflated and noisy; both ways ran in this one bench run, one after the other.`,
+    `Machine: ${machineLine(machine)}. Both ways ran in this one bench run, one after the other.`,
     "",
-    `Model: Qwen3-0.6B-shaped BF16 checkpoint (random weights, 28 layers, hidden 1024), 4 English prompts (the real Qwen3 tokenizer), K 4, top 8, block Lanczos to --tol 1e-2, KL at +-0.35 x ||h_S|| at the last position, ${threads} threads.`,
+    `Model: Qwen3-0.6B-shaped BF16 checkpoint (random weights, 28 layers, hidden 1024), 4 English prompts (the real Qwen3 tokenizer), K 4, top 8, --tol 1e-2, KL at +-0.35 x ||h_S|| at the last position, ${threads} threads; atlas --solver auto.`,
     "",
-    `Subset: ${pairs.length} pairs (S in ${SOURCES.join(", ")}; T in ${TARGETS.join(", ")}): atlas ${subsetAtlas.toFixed(1)} s wall (setup ${atlasSetup.toFixed(1)} s: weights, forward at sv0, the KL prompts' unsteered pass; then the pairs), per pair ${subsetBase.toFixed(1)} s in all: **${(subsetBase / subsetAtlas).toFixed(2)}x**.`,
+    `Subset: ${pairs.length} pairs, every target of S ${SOURCES.join(" and ")}: atlas ${subsetAtlas.toFixed(1)} s wall (setup ${atlasSetup.toFixed(1)} s: weights, forward at sv0, the KL prompts' unsteered pass; then the pairs), per pair ${subsetBase.toFixed(1)} s in all: **${(subsetBase / subsetAtlas).toFixed(2)}x**.`,
     "",
-    `CPU seconds (user + system of the child processes, which the other work on the machine does not inflate): atlas ${atlasCpu.toFixed(1)} s, per pair ${subsetBaseCpu.toFixed(1)} s: **${(subsetBaseCpu / atlasCpu).toFixed(2)}x**.`,
+    `CPU seconds (user + system of the child processes): atlas ${atlasCpu.toFixed(1)} s, per pair ${subsetBaseCpu.toFixed(1)} s: **${(subsetBaseCpu / atlasCpu).toFixed(2)}x**.`,
     "",
-    markdownTable(["pair", "products", "converged", "atlas solve s", "atlas KL s", "power-iter s (process)", "kl s (process)", "per pair / atlas pair"], rows),
+    markdownTable(["pair", "atlas solver", "products", "largest relative residual", "atlas solve s", "atlas KL s", "power-iter s (process)", "kl s (process)", "per pair / atlas pair"], rows),
     "",
     "## Extrapolation to the full atlas (378 pairs)",
     "",
-    `Per-pair time fitted as a + b (T - S) over the subset (least squares); the sum over all 378 pairs is 378 a + b x ${sumSpan} (the sum of T - S over all pairs).`,
+    `Constants of this run (least squares over the subset's pairs; sum of T - S over all 378 pairs = ${sumSpan}):`,
     "",
-    `- atlas: a = ${fitAtlas.intercept!.toFixed(3)} s, b = ${fitAtlas.slope!.toFixed(3)} s per layer (R^2 ${fitAtlas.r2?.toFixed(2)}): ${atlasSetup.toFixed(1)} + 378 x ${fitAtlas.intercept!.toFixed(3)} + ${fitAtlas.slope!.toFixed(3)} x ${sumSpan} = **${(atlasFull / 60).toFixed(1)} min**`,
-    `- power-iter + kl per pair: a = ${fitBase.intercept!.toFixed(3)} s, b = ${fitBase.slope!.toFixed(3)} s per layer (R^2 ${fitBase.r2?.toFixed(2)}): 378 x ${fitBase.intercept!.toFixed(3)} + ${fitBase.slope!.toFixed(3)} x ${sumSpan} = **${(baseFull / 60).toFixed(1)} min**`,
+    `- per pair, power-iter + kl: a = ${f3(fitBase.intercept)} s, b = ${f3(fitBase.slope)} s per layer of T - S (R^2 ${fitBase.r2?.toFixed(2)}): 378 x ${f3(fitBase.intercept)} + ${f3(fitBase.slope)} x ${sumSpan} = **${(baseFull / 60).toFixed(1)} min**`,
+    `- atlas, Lanczos pairs' solve: a = ${f3(fitLan.intercept)} s, b = ${f3(fitLan.slope)} s per layer (R^2 ${fitLan.r2?.toFixed(2)}; ${meanProducts.toFixed(0)} products per pair on average, the auto rule's input)`,
+    `- atlas, whole-Jacobian sweeps: ${(perColumnLayer * 1000).toFixed(2)} ms per JVP column and layer; each target's own work (Gram matrix, its top-k, the certificate): a = ${f3(fitOwn.intercept)} s, b = ${f3(fitOwn.slope)} s per layer (R^2 ${fitOwn.r2?.toFixed(2)})`,
+    `- atlas, KL per pair: a = ${f3(fitKl.intercept)} s, b = ${f3(fitKl.slope)} s per layer of L - 1 - S`,
+    `- the auto rule on every source: the whole Jacobian for S 0..${jacobianFrom} (${plan.length} sources), Lanczos for the rest`,
+    `- atlas: setup ${atlasSetup.toFixed(1)} s + the sources = **${(atlasFull / 60).toFixed(1)} min**`,
     `- ratio: **${(baseFull / atlasFull).toFixed(2)}x**; goal: atlas <= 120 min and >= 2x.`,
     "",
     "This is an extrapolation from the subset, not a measured full run.",
     "",
   ].join("\n");
-  const json = { machine, model, threads: Number(threads), pairs: pairs.map((p, i) => ({ ...p, atlas: merged.pairs[i], per_pair: perPair[i] })), atlas_wall: atlasWall, atlas_cpu: atlasCpu, per_pair_cpu: subsetBaseCpu, atlas_setup: atlasSetup, subset_ratio: subsetBase / subsetAtlas, fit_atlas: fitAtlas, fit_per_pair: fitBase, sum_span: sumSpan, full_atlas_seconds: atlasFull, full_per_pair_seconds: baseFull };
+  const json = { machine, model, threads: Number(threads), sources: SOURCES, pairs: pairs.map((p, i) => ({ ...p, atlas: merged.pairs[i], per_pair: perPair[i] })), atlas_wall: atlasWall, atlas_cpu: atlasCpu, per_pair_cpu: subsetBaseCpu, atlas_setup: atlasSetup, subset_ratio: subsetBase / subsetAtlas, fit_per_pair: fitBase, fit_lanczos: fitLan, mean_products: meanProducts, fit_jacobian_own: fitOwn, seconds_per_column_layer: perColumnLayer, fit_kl: fitKl, jacobian_sources: plan.length, sum_span: sumSpan, full_atlas_seconds: atlasFull, full_per_pair_seconds: baseFull };
   const dir = join(packageRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "atlas.md"), md);

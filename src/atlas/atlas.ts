@@ -45,7 +45,8 @@ export interface AtlasPairResult extends AtlasPair {
   top_vector_kl: number;
   /** how the vectors were found: block Lanczos on the pair, or the source's whole Jacobian */
   solver: "lanczos" | "jacobian";
-  seconds: { solve: number; kl: number };
+  /** solve: the pair's own work (for "jacobian", sweep is its share of the source's JVPs, included in solve) */
+  seconds: { solve: number; kl: number; sweep?: number };
 }
 
 /** Every (S, T) with S in sources, T in targets and S < T, S-major. */
@@ -62,7 +63,7 @@ export function lanczosPair(span: SteeringEngine, pair: AtlasPair, solver: Atlas
 }
 
 /** Score a solved pair: its vectors' KL at both signs, and the result its file and atlas.json hold. */
-export async function scoreAtlasPair(ev: KlEvaluator, pair: AtlasPair, solve: SolveResult, solver: AtlasPairResult["solver"], scales: KlScales, solveSeconds: number): Promise<AtlasPairResult> {
+export async function scoreAtlasPair(ev: KlEvaluator, pair: AtlasPair, solve: SolveResult, solver: AtlasPairResult["solver"], scales: KlScales, solveSeconds: number, sweepSeconds?: number): Promise<AtlasPairResult> {
   const t1 = performance.now();
   const { summary } = await klBothSigns(ev, pair.source, solve.vectors, scales);
   const t2 = performance.now();
@@ -83,7 +84,7 @@ export async function scoreAtlasPair(ev: KlEvaluator, pair: AtlasPair, solve: So
     best_vector: best,
     top_vector_kl: first[0].max_kl,
     solver,
-    seconds: { solve: solveSeconds, kl: (t2 - t1) / 1000 },
+    seconds: { solve: solveSeconds, kl: (t2 - t1) / 1000, ...(sweepSeconds === undefined ? {} : { sweep: sweepSeconds }) },
   };
 }
 

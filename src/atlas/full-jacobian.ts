@@ -107,7 +107,7 @@ export async function solveSweep(
       matmulABt(rt, a, a, g, d, d, out);
       const gv = rt.heap.f32(g, d * d);
       G = Array.from({ length: d }, (_, i) => Float64Array.from({ length: d }, (_, j) => 0.5 * (gv[i * d + j]! + gv[j * d + i]!)));
-      const inner = blockLanczos({ dim: d, apply: (v) => symmetricProduct(G, v) }, { numVectors: k, tol: Math.min(1e-7, opts.tol * 1e-4), seed: opts.seed, blockSize: Math.min(k, 8) });
+      const inner = blockLanczos({ dim: d, apply: (v) => symmetricProduct(G, v) }, { numVectors: k, tol: Math.min(1e-5, opts.tol * 1e-3), seed: opts.seed, blockSize: Math.min(k, 8) });
       vectors = inner.vectors;
       values = inner.singularValues.map((s) => s * s);
       const x = rt.heap.allocF32(k * d), jx = rt.heap.allocF32(k * out);

@@ -222,8 +222,8 @@ export async function atlas(argv: string[]): Promise<number> {
         const progress = new WorkProgress("atlas", log, 0);
         const total = todo.reduce((s, p) => s + pairWork(p, L), 0);
         let work = 0;
-        const finishPair = async (p: AtlasPair, solve: SolveResult, how: AtlasPairResult["solver"], solveSeconds: number, workAfter = work + pairWork(p, L)) => {
-          const result = await scoreAtlasPair(ev, p, solve, how, scales, solveSeconds);
+        const finishPair = async (p: AtlasPair, solve: SolveResult, how: AtlasPairResult["solver"], solveSeconds: number, workAfter = work + pairWork(p, L), sweepSeconds?: number) => {
+          const result = await scoreAtlasPair(ev, p, solve, how, scales, solveSeconds, sweepSeconds);
           writeFileAtomic(join(outDir, pairFileName(p)), encodeVectorFile({
             vectors: solve.vectors.map((v) => Float32Array.from(v)),
             singularValues: result.singular_values,
@@ -299,7 +299,7 @@ export async function atlas(argv: string[]): Promise<number> {
                 const now = performance.now();
                 const p = { source: S, target: sol.target };
                 sweepDone += pairWork(p, L);
-                await finishPair(p, sol, "jacobian", passSeconds / left.length + (now - t0) / 1000, base + 0.9 * sweepWork + 0.1 * sweepDone);
+                await finishPair(p, sol, "jacobian", passSeconds / left.length + (now - t0) / 1000, base + 0.9 * sweepWork + 0.1 * sweepDone, passSeconds / left.length);
                 t0 = performance.now();
               },
               (cols, all) => {
