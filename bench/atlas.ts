@@ -11,7 +11,7 @@
 // layer plus each target's own work as a + b (T - S), its KL as a + b (L - 1 - S), and its setup.
 // Writes bench/results/atlas.md and .json.
 //
-//   node --experimental-wasm-relaxed-simd dist/bench/atlas.js [--model DIR] [--threads N] [--sources 13,22]
+//   node --experimental-wasm-relaxed-simd dist/bench/atlas.js [--model DIR] [--threads N] [--sources 8,22]
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,9 +32,9 @@ const PROMPTS = [
   "I think the best way to learn a language is to speak it every day.",
 ];
 const { values } = parseArgs({ options: { model: { type: "string" }, threads: { type: "string" }, sources: { type: "string" } } });
-// The subset: one source where auto takes the whole Jacobian (13: 14 targets), one where it keeps
-// Lanczos (22: 5 targets); spans 1 to 14 layers for the fits.
-const SOURCES = values.sources === undefined ? [13, 22] : values.sources.split(",").map(Number);
+// The subset: one source where auto takes the whole Jacobian (8: 19 targets), one where it keeps
+// Lanczos (22: 5 targets); spans 1 to 19 layers for the fits.
+const SOURCES = values.sources === undefined ? [8, 22] : values.sources.split(",").map(Number);
 const NUM_LAYERS = 28;
 const TARGETS = Array.from({ length: NUM_LAYERS - 1 - Math.min(...SOURCES) }, (_, i) => Math.min(...SOURCES) + 1 + i);
 const model = values.model ?? join(benchCacheDir(), "qwen3-0.6b-shaped-bf16");

@@ -15,7 +15,7 @@
 // Block Lanczos products (solver "lanczos") are not shared: each pair's solver asks for its own blocks.
 import { blockLanczosAsync } from "../solvers/block-lanczos.js";
 import type { Progress, SolveResult } from "../solvers/common.js";
-import type { SteeringEngine } from "../engine/steering-engine.js";
+import { autoBlockSize, type SteeringEngine } from "../engine/steering-engine.js";
 import { klBothSigns, type KlEvaluator, type KlScales, type KlVectorSummary } from "../steering-eval/kl.js";
 
 export interface AtlasPair {
@@ -56,10 +56,11 @@ export function atlasPairs(sources: readonly number[], targets: readonly number[
   return out;
 }
 
-/** Block Lanczos on one pair's view of the span engine. */
+/** Block Lanczos on one pair's view of the span engine, with power-iter's block size for these prompts. */
 export function lanczosPair(span: SteeringEngine, pair: AtlasPair, solver: AtlasSolverOptions, onProgress?: (p: Progress) => void): Promise<SolveResult> {
   const view = span.restrict(pair.source, pair.target);
-  return blockLanczosAsync({ dim: view.inputDim, applyBlock: (V) => view.normalProducts(V) }, { numVectors: solver.numVectors, tol: solver.tol, seed: solver.seed, maxIters: solver.maxIters, onProgress });
+  const blockSize = autoBlockSize(solver.numVectors, view.prompts);
+  return blockLanczosAsync({ dim: view.inputDim, applyBlock: (V) => view.normalProducts(V) }, { numVectors: solver.numVectors, tol: solver.tol, seed: solver.seed, maxIters: solver.maxIters, blockSize, onProgress });
 }
 
 /** Score a solved pair: its vectors' KL at both signs, and the result its file and atlas.json hold. */

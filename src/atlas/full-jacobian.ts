@@ -13,11 +13,14 @@
 // the certificate is the pair's own: one VJP of the k images J_T x through S+1..T gives J_T^T J_T x,
 // hence ||J_T^T J_T x - theta x|| / theta_1, the residual block Lanczos reports.
 //
-// Cost, in products of one layer (a JVP is half of a J^T J product: measured 20 against 38-40 ms
-// per vector and layer on the 0.6B shape): d/2 (T_max - S) for the sweep plus k/2 (T - S) per
-// target's certificate, against P (T - S) per target for separate Lanczos runs; cheaper once a source
-// has more than about d / P targets. The images are kept until each target's Gram is formed:
-// d * outputDim floats per target, so the targets go in sweeps that fit `budgetBytes`.
+// Cost, in J^T J products through one layer (measured on the 0.6B shape, 4 prompts of 15-16 tokens,
+// 2 threads: a product of a block of 4 about 38 ms per vector and layer inside block Lanczos, a JVP
+// column 22 ms, so JVP_COST 0.6; a target's own work, its Gram matrix, the top-k of it and the
+// certificate, about 1.6 s + 0.17 s per layer of T - S, so OWN_COST 40 products plus k/2 per layer):
+// 0.6 d (T_max - S) for the sweep plus 40 + k/2 (T - S) per target, against P (T - S) per target for
+// separate Lanczos runs of P products; the whole Jacobian wins once a source has more than about
+// 0.6 d / P targets (15 at P = 90 on that shape). The images are kept until each target's Gram is
+// formed: d * outputDim floats per target, so the targets go in sweeps that fit the budget.
 import type { SteeringEngine } from "../engine/steering-engine.js";
 import { matmulABt, matmulAB } from "../kernels/matmul.js";
 import { blockLanczos } from "../solvers/block-lanczos.js";
@@ -49,15 +52,21 @@ export function jacobianSweeps(targets: readonly number[], bytesPerTarget: numbe
   return out;
 }
 
+/** A JVP column through one layer, in J^T J products through one layer (see the cost note above). */
+export const JVP_COST = 0.6;
+/** A target's Gram matrix and its top-k, in J^T J products through one layer. */
+export const OWN_COST = 40;
+
 /**
  * Estimated cost, in one-layer J^T J products, of the targets of source S by full Jacobians
- * (sweeps, certificates) and by separate Lanczos runs of `productsPerPair` products each.
+ * (sweeps, each target's own work and certificate) and by separate Lanczos runs of `productsPerPair`
+ * products each.
  */
 export function sweepCost(S: number, targets: readonly number[], dim: number, numVectors: number, bytesPerTarget: number, productsPerPair: number, budgetBytes?: number): { jacobian: number; lanczos: number } {
   const span = targets.reduce((s, t) => s + (t - S), 0);
   const sweeps = jacobianSweeps(targets, bytesPerTarget, budgetBytes);
   return {
-    jacobian: sweeps.reduce((s, w) => s + (dim / 2) * (w.at(-1)! - S), 0) + (numVectors / 2) * span,
+    jacobian: sweeps.reduce((s, w) => s + JVP_COST * dim * (w.at(-1)! - S), 0) + OWN_COST * targets.length + (numVectors / 2) * span,
     lanczos: productsPerPair * span,
   };
 }

@@ -59,7 +59,8 @@ export const ATLAS_HELP = `jacsteer atlas: top singular vectors and their both-s
 
 Resuming: run the same command again. Pair files already in DIR from the same run (same model, prompts
 and flags) are read, not recomputed; a pair file from a different run is an error naming the file and
-what differs. Ctrl-C stops after the pair being computed is lost; the finished ones stay.
+what differs. Ctrl-C loses the pair being computed (with the whole-Jacobian solver, the source's JVPs
+run so far); the finished pairs stay.
 
 Shared across pairs: the forward at sv = 0 (layers 0..min S once, min S+1..max T once: each pair's
 products run on a view of it), the weights (read once, or streamed per pass), the KL prompts'

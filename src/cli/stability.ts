@@ -11,7 +11,7 @@ import { writeFileAtomic } from "../node/safetensors-file.js";
 import { createNodeRuntime } from "../node/runtime.js";
 import { createParallelGemm } from "../node/thread-pool.js";
 import { borrowGemm } from "../engine/parallel-gemm.js";
-import { SteeringEngine } from "../engine/steering-engine.js";
+import { SteeringEngine, autoBlockSize } from "../engine/steering-engine.js";
 import { checkSiteLayers } from "../jacobian/steering-jacobian.js";
 import { blockLanczosAsync } from "../solvers/block-lanczos.js";
 import { WorkProgress } from "../steering-eval/progress.js";
@@ -132,7 +132,8 @@ export async function stability(argv: string[]): Promise<number> {
         const engine = await SteeringEngine.create(rt, ckpt.config, ckpt.tensors, set.map((i) => prompts[i]), { sourceLayer: S, targetLayer: T, positions: K }, { gemm: borrowGemm(gemm), log: si === 0 ? log : undefined, weights });
         try {
           for (const seed of seeds) {
-            const res = await blockLanczosAsync({ dim: d, applyBlock: (V) => engine.normalProducts(V) }, { numVectors: n, tol, seed, maxIters });
+            // The block size power-iter takes for these prompts: each run is that command's, bitwise.
+            const res = await blockLanczosAsync({ dim: d, applyBlock: (V) => engine.normalProducts(V) }, { numVectors: n, tol, seed, maxIters, blockSize: autoBlockSize(n, engine.prompts) });
             const label = `${si === 0 ? "all prompts" : `subset ${si} (prompts ${set.map((i) => i + 1).join(",")})`}, seed ${seed}`;
             runs.push({ label, seed, prompts: set, singular_values: res.singularValues, converged: res.converged, products: res.products });
             vectors.push(res.vectors);

@@ -105,6 +105,19 @@ describe("jacsteer atlas", () => {
     expect(pair.top_vector_kl).toBe(pair.kl[0].max_kl);
   }, 240_000);
 
+  it("with prompts long enough for blocks smaller than --num-vectors, still bitwise power-iter's (its block size)", () => {
+    // 2 x 36 tokens = 72 rows: power-iter's automatic block is ceil(192 / 72) = 3 vectors, not 6.
+    const long = Array.from({ length: 2 }, (_, p) => Array.from({ length: 36 }, (_, i) => 32 + ((i * 7 + p * 13) % 90)).join(","));
+    const run = ["--model", BUNDLED_TINY, ...long.flatMap((t) => ["--tokens", t]), "--num-vectors", "6", "--positions", "2"];
+    const out = join(work, "long");
+    const r = jacsteer(["atlas", ...run, "--sources", "1", "--targets", "3", "--out-dir", out, "--solver", "lanczos", "--quiet"]);
+    expect(r.code, r.stderr).toBe(0);
+    const pi = join(work, "long-pi.safetensors");
+    const p = jacsteer(["power-iter", ...run, "--source-layer", "1", "--target-layer", "3", "--tol", "1e-2", "--out", pi, "--quiet"]);
+    expect(p.code, p.stderr).toBe(0);
+    expect(readSet(join(out, "pair-S01-T03.safetensors")).vectors).toEqual(readSet(pi).vectors);
+  }, 120_000);
+
   it("bitwise the same on 1 thread", () => {
     const one = join(work, "one");
     const r = jacsteer(["atlas", ...RUN, "--sources", "1", "--targets", "3", "--out-dir", one, "--threads", "1", "--quiet", "--solver", "lanczos"]);

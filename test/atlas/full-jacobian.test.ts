@@ -16,7 +16,7 @@ import { BUNDLED_TINY, jacsteer } from "../generation/fixtures.js";
 import { openCheckpoint } from "../../src/node/checkpoint.js";
 import { createNodeRuntime } from "../../src/node/runtime.js";
 import { SteeringEngine } from "../../src/engine/steering-engine.js";
-import { jacobianSweeps, solveSweep, sweepCost, type FullJacobianSolution } from "../../src/atlas/full-jacobian.js";
+import { JVP_COST, OWN_COST, jacobianSweeps, solveSweep, sweepCost, type FullJacobianSolution } from "../../src/atlas/full-jacobian.js";
 import { svd } from "../../src/linalg/dense.js";
 import { decodeVectorFile } from "../../src/io/vector-file.js";
 import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
@@ -108,13 +108,13 @@ describe("solveSweep", () => {
     // 0.6B shape: d 1024, 100 products per pair; 5 targets after S -> Lanczos, 26 -> Jacobian.
     const few = sweepCost(20, [22, 23, 24, 25, 26], 1024, 8, 64 << 20, 100);
     expect(few.lanczos).toBe(100 * (2 + 3 + 4 + 5 + 6));
-    expect(few.jacobian).toBe(512 * 6 + 4 * 20);
+    expect(few.jacobian).toBeCloseTo(JVP_COST * 1024 * 6 + OWN_COST * 5 + 4 * 20, 9);
     expect(few.lanczos).toBeLessThan(few.jacobian);
     const many = sweepCost(0, Array.from({ length: 26 }, (_, i) => i + 2), 1024, 8, 64 << 20, 100);
     expect(many.jacobian).toBeLessThan(many.lanczos);
     // Two sweeps when the images of all targets do not fit: the first ends at its own top.
     const split = sweepCost(0, [1, 2, 3, 4], 1024, 8, 100, 100, 200);
-    expect(split.jacobian).toBe(512 * 2 + 512 * 4 + 4 * 10);
+    expect(split.jacobian).toBeCloseTo(JVP_COST * 1024 * (2 + 4) + OWN_COST * 4 + 4 * 10, 9);
   });
 });
 
@@ -152,13 +152,19 @@ describe("jacsteer atlas --solver", () => {
       expect(p.products).toBe(64); // the hidden size: one JVP per unit vector
     });
 
-    const r = jacsteer(["atlas", ...RUN, "--out-dir", auto, "--tol", "1e-3"]);
+    // auto on 8 layers: the first pair of S 0 by Lanczos, the six others cheaper as one whole Jacobian
+    // (bitwise the jacobian run's: the same JVPs); S 5 has two targets and keeps Lanczos.
+    const small = ["--model", ck.dir, "--tokens", "1,5,9,2,7,3", "--tokens", "4,4,8,1,6,2,9", "--num-vectors", "3", "--positions", "3", "--sources", "0,5", "--targets", "1..7", "--tol", "1e-3"];
+    const r = jacsteer(["atlas", ...small, "--out-dir", auto]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/atlas: S 0: the whole Jacobian for T 2\.\.3 \(about [\d,]+ layer-products against [\d,]+ layer-products for Lanczos per pair at the first pair's \d+ products\)/);
+    expect(r.stderr).toMatch(/atlas: S 0: the whole Jacobian for T 2\.\.7 \(about [\d,]+ layer-products against [\d,]+ layer-products for Lanczos per pair at the first pair's \d+ products\)/);
+    expect(r.stderr).toMatch(/atlas: S 5: block Lanczos per pair/);
     const c = load(auto);
-    expect(c.pairs.map((p) => `${p.source}-${p.target}-${p.solver}`)).toEqual(["0-1-lanczos", "0-2-jacobian", "0-3-jacobian", "1-2-lanczos", "1-3-lanczos"]);
-    expect(c.pairs[1]!.singular_values).toEqual(b.pairs[1]!.singular_values);
-    expect(c.pairs[0]!.singular_values).toEqual(a.pairs[0]!.singular_values);
+    expect(c.pairs.map((p) => `${p.source}-${p.target}-${p.solver}`)).toEqual(["0-1-lanczos", ...[2, 3, 4, 5, 6, 7].map((t) => `0-${t}-jacobian`), "5-6-lanczos", "5-7-lanczos"]);
+    const autoJac = join(work, "auto-jacobian");
+    expect(jacsteer(["atlas", ...small, "--out-dir", autoJac, "--solver", "jacobian", "--quiet"]).code).toBe(0);
+    const e = load(autoJac);
+    for (let i = 1; i <= 6; i++) expect(c.pairs[i]!.singular_values).toEqual(e.pairs[i]!.singular_values);
 
     // Resume: the middle target of the S 0 sweep and the last pair removed.
     const before = ["pair-S00-T02", "pair-S00-T03", "pair-S01-T03"].map((p) => readSet(join(jac, `${p}.safetensors`)).vectors);
@@ -170,5 +176,12 @@ describe("jacsteer atlas --solver", () => {
     expect(["pair-S00-T02", "pair-S00-T03", "pair-S01-T03"].map((p) => readSet(join(jac, `${p}.safetensors`)).vectors)).toEqual(before);
     const strip = (f: AtlasFile) => f.pairs.map((x) => ({ ...x, seconds: null }));
     expect(strip(load(jac))).toEqual(strip(b));
+
+    // Bitwise the same on 1 thread (the default is every core).
+    const one = join(work, "one-thread");
+    const r1 = jacsteer(["atlas", ...RUN, "--out-dir", one, "--solver", "jacobian", "--tol", "1e-3", "--threads", "1", "--quiet"]);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(strip(load(one))).toEqual(strip(b));
+    expect(readSet(join(one, "pair-S00-T03.safetensors")).vectors).toEqual(before[1]);
   }, 240_000);
 });

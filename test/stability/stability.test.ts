@@ -86,6 +86,24 @@ describe("jacsteer stability", () => {
     expect(file.runs[1].singular_values.map(Math.fround)).toEqual(set.singularValues); // the vector file stores F32
   }, 120_000);
 
+  it("with prompts long enough for blocks smaller than --num-vectors, a run is still power-iter's (its block size)", () => {
+    // 2 x 36 tokens = 72 rows: power-iter's automatic block is 3 vectors, not 6; at --tol 1e-2 another
+    // block size gives other Ritz values.
+    const long = Array.from({ length: 2 }, (_, p) => Array.from({ length: 36 }, (_, i) => 32 + ((i * 7 + p * 13) % 90)).join(","));
+    const run = ["--model", BUNDLED_TINY, ...long.flatMap((t) => ["--tokens", t]), "--num-vectors", "6", "--tol", "1e-2"];
+    const r = jacsteer(["stability", ...run, "--seeds", "0,1", "--json", "--quiet"]);
+    expect(r.code, r.stderr).toBe(0);
+    const file = JSON.parse(r.stdout) as StabilityFile;
+    const pi = join(work, "pi-long.safetensors");
+    const p = jacsteer(["power-iter", ...run, "--seed", "1", "--out", pi, "--quiet"]);
+    expect(p.code, p.stderr).toBe(0);
+    const reader = openSafetensorsFile(pi);
+    const set = decodeVectorFile(reader, pi);
+    reader.close?.();
+    expect(file.runs[1].products).toBe(Number(set.metadata.products ?? file.runs[1].products));
+    expect(file.runs[1].singular_values.map(Math.fround)).toEqual(set.singularValues);
+  }, 120_000);
+
   it("prompt subsets: runs on subsets, labelled", () => {
     const r = jacsteer([...base, "--seeds", "0", "--prompt-subsets", "2", "--json", "--quiet"]);
     expect(r.code, r.stderr).toBe(0);
