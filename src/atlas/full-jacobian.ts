@@ -30,6 +30,8 @@ import type { SolveResult } from "../solvers/common.js";
 export const DEFAULT_SWEEP_BYTES = 2 * 2 ** 30;
 /** Unit vectors per JVP pass. */
 const COLUMNS_PER_PASS = 32;
+/** Columns of the Gram matrix per matrix product. */
+const GRAM_COLUMNS = 256;
 
 export interface FullJacobianOptions {
   numVectors: number;
@@ -110,12 +112,25 @@ export async function solveSweep(
     let G: Float64Array[];
     let vectors: Float64Array[], values: number[], JX: Float32Array[];
     try {
-      const a = rt.heap.allocF32(d * out), g = rt.heap.allocF32(d * d);
+      const a = rt.heap.allocF32(d * out), g = rt.heap.allocF32(d * GRAM_COLUMNS);
       rt.heap.f32(a, d * out).set(images[ti]!);
       images[ti] = new Float32Array(0);
-      matmulABt(rt, a, a, g, d, d, out);
-      const gv = rt.heap.f32(g, d * d);
-      G = Array.from({ length: d }, (_, i) => Float64Array.from({ length: d }, (_, j) => 0.5 * (gv[i * d + j]! + gv[j * d + i]!)));
+      // G[:, j0..j1) = A A[j0..j1)^T: a column block at a time, so only that block is packed (the
+      // whole of A packed would be another d * outputDim floats: 268 MB on the 1.7B shape).
+      G = Array.from({ length: d }, () => new Float64Array(d));
+      for (let j0 = 0; j0 < d; j0 += GRAM_COLUMNS) {
+        const nb = Math.min(GRAM_COLUMNS, d - j0);
+        matmulABt(rt, a, a + 4 * j0 * out, g, d, nb, out);
+        const gv = rt.heap.f32(g, d * nb);
+        for (let i = 0; i < d; i++) for (let j = 0; j < nb; j++) G[i]![j0 + j] = gv[i * nb + j]!;
+      }
+      for (let i = 0; i < d; i++) {
+        for (let j = 0; j < i; j++) {
+          const m = 0.5 * (G[i]![j]! + G[j]![i]!);
+          G[i]![j] = m;
+          G[j]![i] = m;
+        }
+      }
       const inner = blockLanczos({ dim: d, apply: (v) => symmetricProduct(G, v) }, { numVectors: k, tol: Math.min(1e-5, opts.tol * 1e-3), seed: opts.seed, blockSize: Math.min(k, 8) });
       vectors = inner.vectors;
       values = inner.singularValues.map((s) => s * s);

@@ -41,7 +41,7 @@ export const ATLAS_HELP = `jacsteer atlas: top singular vectors and their both-s
   --targets A..B|LIST      target layers (default: all, 1..L-1); pairs with S >= T are skipped
   --positions K            Jacobian target: the last K positions (default 4)
   --num-vectors N          singular vectors per pair (default 8)
-  --tol E                  block Lanczos stops when every ||J^T J v - sigma^2 v|| <= E sigma_1^2 (default ${ATLAS_TOL})
+  --tol E                  a pair is done when every ||J^T J v - sigma^2 v|| <= E sigma_1^2 (default ${ATLAS_TOL})
   --max-iters I            block applications per pair at most (default: unlimited)
   --solver auto|lanczos|jacobian
                            how a source's pairs are solved (default auto): lanczos, block Lanczos on each
