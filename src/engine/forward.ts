@@ -15,7 +15,7 @@
 // packed block by block on the threads that multiply it (`fullHead`, allLogitsAt).
 import type { Runtime } from "../runtime/runtime.js";
 import type { Qwen3Config } from "../model/config.js";
-import { WeightError, type TensorSource } from "../model/weights.js";
+import { MAX_WEIGHT_BYTES, WeightError, canReadRows, type RowReadableTensorSource, type TensorSource } from "../model/weights.js";
 import { ropeTables } from "../kernels/rope.js";
 import { packBt, packedFloats, type PackedMatrix } from "../kernels/matmul.js";
 import { loadLayerNorms, loadVector, readEmbeddingRows, type LayerNorms } from "./layer-weights.js";
@@ -41,6 +41,8 @@ export interface ForwardOptions {
    * block by block on the threads that multiply it, as the layers' weights are.
    */
   fullHead?: boolean;
+  /** The whole head resident, or read block by block from the checkpoint every call (default auto: see HEAD_RESERVE). */
+  headMode?: "auto" | "resident" | "stream";
 }
 
 /** Key/value caches of every layer for decoding (ForwardModel.allocCache), and where each sequence stands. */
@@ -56,12 +58,22 @@ export interface ForwardCache {
 const HEAD_BLOCK = 4096;
 
 interface FullHead {
-  /** The head's stored bytes, their dtype code, and the packed scratch of one block. */
+  /** The head's stored bytes (0 when streamed), their dtype code, and the packed scratch of one block. */
   raw: number;
   dtype: number;
   bytesPerElement: number;
   scratch: number;
+  /** Streamed: HEAD_BLOCK rows at a time read as f32 into `staging` every call (the head's tensor name). */
+  stream: { name: string; staging: number } | null;
 }
+
+/**
+ * Wasm memory left beside the weights for a generation's caches and activations: a whole LM head
+ * stays resident only when the layers' bytes, the head's and this fit MAX_WEIGHT_BYTES. The 14B
+ * shape's head (1.56 GB in BF16) beside its streamed layers' 1.9 GiB does not (the 24 sequences' KV
+ * caches then ran out of the 4 GiB); it is read block by block each step instead.
+ */
+const HEAD_RESERVE = 2 ** 30;
 
 /** Activation memory an experiment's batch may take by default (hidden states and one layer's buffers). */
 export const DEFAULT_ACTIVATION_BUDGET = 768 * 2 ** 20;
@@ -95,8 +107,16 @@ export class ForwardModel {
     if (!Number.isInteger(layers) || layers < 1 || layers > config.numLayers) throw new Error(`ForwardModel: layers ${layers} outside 1..${config.numLayers}`);
     // Tied embeddings: lm_head.weight when present, else the embedding matrix (CONTRACT.md section 1).
     const headName = source.has("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
-    const headBytes = opts.fullHead && source.has(headName) ? storedLayout(source, headName).bytes + 4 * packedFloats(HEAD_BLOCK, config.hiddenSize) : 0;
-    const plan = planLayerWeights(config, source, 0, layers - 1, { ...opts, extra: headBytes ? { bytes: headBytes, what: "the whole LM head (generation)" } : undefined });
+    const scratchBytes = 4 * packedFloats(HEAD_BLOCK, config.hiddenSize);
+    const headBytes = opts.fullHead && source.has(headName) ? storedLayout(source, headName).bytes + scratchBytes : 0;
+    let plan = planLayerWeights(config, source, 0, layers - 1, { ...opts, extra: headBytes ? { bytes: headBytes, what: "the whole LM head (generation)" } : undefined });
+    const layerBytes = (p: WeightPlan) => (p.mode === "resident" ? p.residentBytes : p.streamBytes);
+    const streamHead = headBytes > 0 && canReadRows(source) && opts.headMode !== "resident" &&
+      (opts.headMode === "stream" || layerBytes(plan) + headBytes + HEAD_RESERVE > MAX_WEIGHT_BYTES);
+    if (streamHead) {
+      // Staging for one block of rows as f32, and the block's packed scratch.
+      plan = planLayerWeights(config, source, 0, layers - 1, { ...opts, extra: { bytes: 2 * scratchBytes, what: "the LM head's streamed block" } });
+    }
     const log = opts.log ?? (() => {});
     const start = rt.heap.mark();
     try {
@@ -118,10 +138,16 @@ export class ForwardModel {
         if (opts.fullHead) {
           const shape = source.shape(name);
           if (shape.length !== 2 || shape[0] !== config.vocabSize || shape[1] !== config.hiddenSize) throw new WeightError(`tensor "${name}" in ${source.describe(name)} has shape [${shape.join(", ")}], expected [${config.vocabSize}, ${config.hiddenSize}]`);
-          const layout = storedLayout(source, name);
-          const raw = rt.heap.alloc(layout.bytes);
-          await readStored(rt, source, name, raw);
-          full = { raw, dtype: layout.dtype, bytesPerElement: layout.bytes / layout.elements, scratch: rt.heap.allocF32(packedFloats(HEAD_BLOCK, config.hiddenSize)) };
+          const scratch = rt.heap.allocF32(packedFloats(HEAD_BLOCK, config.hiddenSize));
+          if (streamHead) {
+            full = { raw: 0, dtype: 0, bytesPerElement: 4, scratch, stream: { name, staging: rt.heap.allocF32(HEAD_BLOCK * config.hiddenSize) } };
+            log(`forward: the LM head (${fmtGiB(headBytes - scratchBytes)} stored) is read from the checkpoint ${HEAD_BLOCK} rows at a time at every step: kept whole beside the layers it would leave too little memory for the caches`);
+          } else {
+            const layout = storedLayout(source, name);
+            const raw = rt.heap.alloc(layout.bytes);
+            await readStored(rt, source, name, raw);
+            full = { raw, dtype: layout.dtype, bytesPerElement: layout.bytes / layout.elements, scratch, stream: null };
+          }
         }
       }
       log(
@@ -241,13 +267,21 @@ export class ForwardModel {
     // A row or two (decoding one sequence): every slice reads the stored head directly and never packs
     // into the scratch, so the whole head is one dispatch, not V / HEAD_BLOCK round trips to the
     // workers; bitwise the same logits, as the slicing never changes a result.
-    const block = rows.length <= this.rt.k.directMaxRows() ? V : HEAD_BLOCK;
+    // Streamed, a block is read (as f32: the same values the stored dtype converts to) before its product.
+    const block = rows.length <= this.rt.k.directMaxRows() && !full.stream ? V : HEAD_BLOCK;
+    const source = this.source;
     return this.headProducts(h, rows, V, async (x, out) => {
       for (let b0 = 0; b0 < V; b0 += block) {
+        const n = Math.min(block, V - b0);
+        let src = full.raw + b0 * d * full.bytesPerElement;
+        if (full.stream) {
+          (source as RowReadableTensorSource).readRowsF32(full.stream.name, b0, n, this.rt.heap.f32(full.stream.staging, n * d));
+          src = full.stream.staging;
+        }
         await this.gemm.run([{
           a: x, m: rows.length, c: out + 4 * b0, ldc: V,
-          packed: { ptr: full.scratch, n: Math.min(block, V - b0), k: d },
-          pack: { src: full.raw + b0 * d * full.bytesPerElement, kind: /* PACK_BT */ 0 | (full.dtype << 1), ld: d },
+          packed: { ptr: full.scratch, n, k: d },
+          pack: { src, kind: /* PACK_BT */ 0 | (full.dtype << 1), ld: d },
         }]);
       }
     });

@@ -45,9 +45,9 @@ for (const [name, { shape, dtype }] of Object.entries(SHAPES)) {
         return { ...res, logits };
       });
     };
-    const batched = async (threads: number, sampling: { temperature: number; topP: number; eos?: number[] }, activationBytes?: number) => {
+    const batched = async (threads: number, sampling: { temperature: number; topP: number; eos?: number[] }, activationBytes?: number, headMode?: "stream") => {
       const gemm = await createParallelGemm(rt, threads, { minParallelFlops: 0 });
-      const fm = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm, fullHead: true });
+      const fm = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm, fullHead: true, headMode });
       try {
         const logits: Float32Array[][] = seqs.map(() => []);
         const res = await generateBatched(fm, seqs, { maxNewTokens, seed: 4, layer, ...sampling, eosTokenIds: sampling.eos, activationBytes, onLogits: (s, l) => logits[s]!.push(l.slice()) });
@@ -70,6 +70,8 @@ for (const [name, { shape, dtype }] of Object.entries(SHAPES)) {
         expect(got.slice(0, 3).map((g) => g.tokens)).not.toEqual(got.slice(3, 6).map((g) => g.tokens));
         for (const t of [2, 3]) expect(await batched(t, sampling)).toEqual(got);
         expect(await batched(2, sampling, 1)).toEqual(got);
+        // The LM head read from the checkpoint at every step (as on the 14B shape): the same, bitwise.
+        expect(await batched(2, sampling, undefined, "stream")).toEqual(got);
       });
     }
 
@@ -91,3 +93,26 @@ for (const [name, { shape, dtype }] of Object.entries(SHAPES)) {
     });
   });
 }
+
+describe("the LM head streamed block by block", () => {
+  it("allLogitsAt: bitwise the resident head's, over several blocks of rows, for 1 and 5 rows; auto keeps a small head resident", async () => {
+    // vocab 9000: three blocks of 4096 rows, the last one short.
+    const ck = writeTempCheckpoint({ ...SMALL_SHAPE, vocab_size: 9000 }, { seed: 8, dtype: "BF16" });
+    cleanup.push(ck);
+    const { ckpt, rt } = await loadTestModel(ck.dir);
+    const lines: string[] = [];
+    const resident = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { fullHead: true, log: (l) => lines.push(l) });
+    const streamed = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { fullHead: true, headMode: "stream", log: (l) => lines.push(l) });
+    expect(lines.filter((l) => /LM head .* is read from the checkpoint/.test(l)).length).toBe(1);
+    const d = ckpt.config.hiddenSize;
+    const h = rt.heap.allocF32(6 * d);
+    rt.heap.f32(h, 6 * d).set(randn(rng(3), 6 * d));
+    for (const rows of [[4], [0, 1, 2, 3, 5]]) {
+      const a = await resident.allLogitsAt(h, rows), b = await streamed.allLogitsAt(h, rows);
+      expect(b.length).toBe(rows.length * 9000);
+      expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+    }
+    await resident.close();
+    await streamed.close();
+  });
+});
