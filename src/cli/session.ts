@@ -3,13 +3,12 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { AutodiffContext } from "../autodiff/tensor.js";
-import { decodeVectorFile, parseVectorRef, resolveRow, VectorFileError, type VectorSet } from "../io/vector-file.js";
+import { parseVectorRef, resolveRow, VectorFileError } from "../io/vector-file.js";
 import { Qwen3Model } from "../model/qwen3.js";
 import { loadQwen3Weights } from "../model/weights.js";
 import { openCheckpoint, type Checkpoint } from "../node/checkpoint.js";
 import { createNodeRuntime } from "../node/runtime.js";
 import { bundledModelDir } from "../node/api.js";
-import { openSafetensorsFile } from "../node/safetensors-file.js";
 import { loadTokenizerFromDir, optionalTokenizer } from "../node/tokenizer-files.js";
 import { LazyTokenizer, tokenizePrompts, type PromptInput } from "../api/common.js";
 import type { Runtime } from "../runtime/runtime.js";
@@ -19,6 +18,7 @@ import { stringList, type Options } from "./args.js";
 export { log, warn, warnings } from "./output.js";
 export { defaultLayers } from "../jacobian/steering-jacobian.js";
 import { log } from "./output.js";
+import { readVectorSet } from "./verify.js";
 
 /** The bundled tiny model (random weights), used without --model. */
 export const defaultModelDir = bundledModelDir;
@@ -122,7 +122,7 @@ export async function resolvePrompts(f: PromptFlags, ckpt: Checkpoint): Promise<
  */
 export function readVectorArg(arg: string, flag: string, expectDim: number): { vector: Float32Array; file: string; row: number; sourceLayer: number | null } {
   const { file, row } = parseVectorRef(arg);
-  const set = readVectorSetArg(file, flag);
+  const set = readVectorSet(file, flag);
   const r = resolveRow(row ?? 0, set.vectors.length, `${flag} ${arg}`);
   const vector = set.vectors[r];
   if (vector.length !== expectDim) throw new VectorFileError(`${flag} ${arg}: vectors have length ${vector.length}, the model's hidden size is ${expectDim}`);
@@ -131,17 +131,7 @@ export function readVectorArg(arg: string, flag: string, expectDim: number): { v
 }
 
 export function readVectorsArg(file: string, flag: string): Float32Array[] {
-  return readVectorSetArg(file, flag).vectors;
-}
-
-function readVectorSetArg(file: string, flag: string): VectorSet {
-  if (!existsSync(file)) throw new VectorFileError(`${flag} ${file}: file does not exist`);
-  const r = openSafetensorsFile(file);
-  try {
-    return decodeVectorFile(r, file);
-  } finally {
-    r.close?.();
-  }
+  return readVectorSet(file, flag).vectors;
 }
 
 /** Fail before any work if --out cannot be written where asked. */

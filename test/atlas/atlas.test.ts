@@ -8,13 +8,12 @@ import { afterAll, describe, expect, it } from "vitest";
 import { makeTempDir } from "../helpers/checkpoints.js";
 import { randn, rng } from "../helpers/random.js";
 import { BUNDLED_TINY, jacsteer } from "../generation/fixtures.js";
-import { decodeVectorFile } from "../../src/io/vector-file.js";
-import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import { openCheckpoint } from "../../src/node/checkpoint.js";
 import { createNodeRuntime } from "../../src/node/runtime.js";
 import { SteeringEngine } from "../../src/engine/steering-engine.js";
 import { atlasPairs } from "../../src/atlas/atlas.js";
 import type { AtlasFile } from "../../src/cli/atlas.js";
+import { readVectorSet } from "../../src/cli/verify.js";
 
 const work = makeTempDir("jacsteer-atlas-");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -23,14 +22,7 @@ const TOKENS = ["72,101,108,108,111,44,32,119,111,114,108,100", "84,104,101,32,9
 const PROMPT_ARGS = TOKENS.flatMap((t) => ["--tokens", t]);
 const RUN = ["--model", BUNDLED_TINY, ...PROMPT_ARGS, "--num-vectors", "3", "--positions", "3"];
 
-function readSet(file: string) {
-  const r = openSafetensorsFile(file);
-  try {
-    return decodeVectorFile(r, file);
-  } finally {
-    r.close?.();
-  }
-}
+const readSet = (file: string) => readVectorSet(file, "vector file");
 
 describe("atlas pairs", () => {
   it("lists S < T, S-major", () => {

@@ -18,9 +18,8 @@ import { createNodeRuntime } from "../../src/node/runtime.js";
 import { SteeringEngine } from "../../src/engine/steering-engine.js";
 import { JVP_COST, OWN_COST, jacobianSweeps, solveSweep, sweepCost, type FullJacobianSolution } from "../../src/atlas/full-jacobian.js";
 import { svd } from "../../src/linalg/dense.js";
-import { decodeVectorFile } from "../../src/io/vector-file.js";
-import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
 import type { AtlasFile } from "../../src/cli/atlas.js";
+import { readVectorSet } from "../../src/cli/verify.js";
 
 const ck = writeTempCheckpoint({ ...SMALL_SHAPE, num_hidden_layers: 8 }, { seed: 3 });
 const work = makeTempDir("jacsteer-atlas-jacobian-");
@@ -118,14 +117,7 @@ describe("solveSweep", () => {
   });
 });
 
-function readSet(file: string) {
-  const r = openSafetensorsFile(file);
-  try {
-    return decodeVectorFile(r, file);
-  } finally {
-    r.close?.();
-  }
-}
+const readSet = (file: string) => readVectorSet(file, "vector file");
 
 describe("jacsteer atlas --solver", () => {
   const TOKENS = ["72,101,108,108,111,44,32,119,111,114,108,100", "84,104,101,32,99,97,116,32,115,97,116"];

@@ -9,11 +9,11 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gguf, GGUFValueType } from "@huggingface/gguf";
 import { afterAll, describe, expect, it } from "vitest";
-import { decodeVectorFile, encodeVectorFile } from "../../src/io/vector-file.js";
-import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
+import { encodeVectorFile } from "../../src/io/vector-file.js";
 import { makeTempDir } from "../helpers/checkpoints.js";
 import { expectInputError, jacsteer } from "../helpers/cli.js";
 import { randn, rng } from "../helpers/random.js";
+import { readVectorSet } from "../../src/cli/verify.js";
 
 const dir = makeTempDir("jacsteer-gguf-");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -90,14 +90,7 @@ function goldenDialz(): Buffer {
 /** @huggingface/gguf's metadata, indexed by any key (its type knows only model architectures' keys). */
 const meta = (g: { metadata: object }) => g.metadata as Record<string, unknown>;
 
-function readVectors(file: string) {
-  const r = openSafetensorsFile(file);
-  try {
-    return decodeVectorFile(r, file);
-  } finally {
-    r.close?.();
-  }
-}
+const readVectors = (file: string) => readVectorSet(file, "vector file");
 
 describe("the hand-made golden files are valid GGUF (checked by @huggingface/gguf)", () => {
   it("llama.cpp layout: keys, tensors and the 64-byte aligned data section", async () => {

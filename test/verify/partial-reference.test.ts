@@ -9,8 +9,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeVectorFile, encodeVectorFile } from "../../src/io/vector-file.js";
-import { openSafetensorsFile } from "../../src/node/safetensors-file.js";
+import { encodeVectorFile } from "../../src/io/vector-file.js";
+import { readVectorSet } from "../../src/cli/verify.js";
 import { jacsteer } from "../helpers/cli.js";
 import { describeTorch, PYTHON, runPython } from "../helpers/torch.js";
 
@@ -22,14 +22,7 @@ afterAll(() => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-function read(file: string) {
-  const r = openSafetensorsFile(file);
-  try {
-    return decodeVectorFile(r, file);
-  } finally {
-    r.close?.();
-  }
-}
+const read = (file: string) => readVectorSet(file, "vector file");
 
 /** stderr lines that are warnings */
 const warnings = (stderr: string) => stderr.split("\n").filter((l) => /warning/i.test(l));
