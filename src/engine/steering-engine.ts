@@ -356,13 +356,10 @@ export class SteeringEngine {
       const bufOf = new Map<number, number>();
       for (const t of targets.slice(0, -1)) bufOf.set(t - S - 1, rt.heap.allocF32(b.targets.rows * d));
       this.fillTangents(V, b);
-      const L = this.layers.length;
-      for (let l = 0; l < L; l++) {
-        const w = await this.weightsOf(l, l + 1 < L ? l + 1 : L - 2);
-        await layerJvp(this.ctx, w, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
+      await this.jvp(b, (l) => {
         const buf = bufOf.get(l);
         if (buf !== undefined) moveTargetRows(rt, { ...b.targets, buf }, b.th, true, d);
-      }
+      });
       return targets.map((t) => this.readTargets(n, b, t === T ? b.targets.buf : bufOf.get(t - S - 1)!));
     });
   }
@@ -611,8 +608,11 @@ export class SteeringEngine {
     return this.weightPlan.mode === "stream" ? this.slots : null;
   }
 
-  /** Tangents th (entering layer S+1) -> target rows' tangents in targets.buf. */
-  private async jvp(b: Batch): Promise<void> {
+  /**
+   * Tangents th (entering layer S+1) -> target rows' tangents in targets.buf. `afterLayer(l)` runs once
+   * layer l's output tangents are in th (below the last layer; applyJAtTargets copies rows out there).
+   */
+  private async jvp(b: Batch, afterLayer?: (l: number) => void): Promise<void> {
     const L = this.layers.length;
     if (L === 0) {
       moveTargetRows(this.rt, b.targets, b.th, true, this.inputDim);
@@ -622,6 +622,7 @@ export class SteeringEngine {
       // After the last layer the VJP turns around: it starts at L-1 (held) and then needs L-2.
       const w = await this.weightsOf(l, l + 1 < L ? l + 1 : L - 2);
       await layerJvp(this.ctx, w, this.saved[l]!, b.all, b.R, b.th, b.buf, l === L - 1 ? b.targets : undefined);
+      if (l < L - 1) afterLayer?.(l);
     }
   }
 
