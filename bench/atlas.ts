@@ -98,9 +98,10 @@ try {
   const columnLayers = jacSources.reduce((s, S) => s + d * (Math.max(...jac.filter((p) => p.source === S).map((p) => p.target)) - S), 0);
   const perColumnLayer = jac.reduce((s, p) => s + (p.seconds.sweep ?? 0), 0) / Math.max(1, columnLayers);
   const fitKl = leastSquares(merged.pairs.map((p) => L - 1 - p.source), merged.pairs.map((p) => p.seconds.kl));
-  const bytesPerTarget = 4 * d * (4 * 4);
+  // Kept images per target: d columns of outputDim = prompts x K x d floats (the CLI's engine.outputDim).
+  const bytesPerTarget = 4 * d * (PROMPTS.length * 4 * d);
   let atlasFull = atlasSetup;
-  const plan: string[] = [];
+  const jacobianSources: number[] = [];
   for (let S = 0; S <= L - 2; S++) {
     const targets = Array.from({ length: L - 1 - S }, (_, i) => S + 1 + i);
     let t = fitLan.intercept! + fitLan.slope! * 1; // the first pair, by Lanczos
@@ -108,13 +109,12 @@ try {
     const cost = sweepCost(S, rest, d, k, bytesPerTarget, meanProducts);
     if (rest.length && cost.jacobian < cost.lanczos) {
       t += perColumnLayer * d * (L - 1 - S) + rest.reduce((s, T) => s + fitOwn.intercept! + fitOwn.slope! * (T - S), 0);
-      plan.push(`S ${S}: jacobian`);
+      jacobianSources.push(S);
     } else {
       t += rest.reduce((s, T) => s + fitLan.intercept! + fitLan.slope! * (T - S), 0);
     }
     atlasFull += t + targets.length * (fitKl.intercept! + fitKl.slope! * (L - 1 - S));
   }
-  const jacobianFrom = plan.length ? Math.max(...plan.map((x) => Number(/S (\d+)/.exec(x)![1]))) : -1;
   const subsetAtlas = atlasWall, subsetBase = perPair.reduce((s, x) => s + x.pi + x.kl, 0);
   const subsetBaseCpu = perPair.reduce((s, x) => s + x.cpu, 0);
   const f3 = (x: number | null) => x!.toFixed(3);
@@ -141,14 +141,14 @@ try {
     `- atlas, Lanczos pairs' solve: a = ${f3(fitLan.intercept)} s, b = ${f3(fitLan.slope)} s per layer (R^2 ${fitLan.r2?.toFixed(2)}; ${meanProducts.toFixed(0)} products per pair on average, the auto rule's input)`,
     `- atlas, whole-Jacobian sweeps: ${(perColumnLayer * 1000).toFixed(2)} ms per JVP column and layer; each target's own work (Gram matrix, its top-k, the certificate): a = ${f3(fitOwn.intercept)} s, b = ${f3(fitOwn.slope)} s per layer (R^2 ${fitOwn.r2?.toFixed(2)})`,
     `- atlas, KL per pair: a = ${f3(fitKl.intercept)} s, b = ${f3(fitKl.slope)} s per layer of L - 1 - S`,
-    `- the auto rule on every source: the whole Jacobian for S 0..${jacobianFrom} (${plan.length} sources), Lanczos for the rest`,
+    `- the auto rule on every source: the whole Jacobian for S ${jacobianSources.join(", ") || "none"} (${jacobianSources.length} sources), Lanczos for the rest`,
     `- atlas: setup ${atlasSetup.toFixed(1)} s + the sources = **${(atlasFull / 60).toFixed(1)} min**`,
     `- ratio: **${(baseFull / atlasFull).toFixed(2)}x**; goal: atlas <= 120 min and >= 2x.`,
     "",
     "This is an extrapolation from the subset, not a measured full run.",
     "",
   ].join("\n");
-  const json = { machine, model, threads: Number(threads), sources: SOURCES, pairs: pairs.map((p, i) => ({ ...p, atlas: merged.pairs[i], per_pair: perPair[i] })), atlas_wall: atlasWall, atlas_cpu: atlasCpu, per_pair_cpu: subsetBaseCpu, atlas_setup: atlasSetup, subset_ratio: subsetBase / subsetAtlas, fit_per_pair: fitBase, fit_lanczos: fitLan, mean_products: meanProducts, fit_jacobian_own: fitOwn, seconds_per_column_layer: perColumnLayer, fit_kl: fitKl, jacobian_sources: plan.length, sum_span: sumSpan, full_atlas_seconds: atlasFull, full_per_pair_seconds: baseFull };
+  const json = { machine, model, threads: Number(threads), sources: SOURCES, pairs: pairs.map((p, i) => ({ ...p, atlas: merged.pairs[i], per_pair: perPair[i] })), atlas_wall: atlasWall, atlas_cpu: atlasCpu, per_pair_cpu: subsetBaseCpu, atlas_setup: atlasSetup, subset_ratio: subsetBase / subsetAtlas, fit_per_pair: fitBase, fit_lanczos: fitLan, mean_products: meanProducts, fit_jacobian_own: fitOwn, seconds_per_column_layer: perColumnLayer, fit_kl: fitKl, jacobian_sources: jacobianSources, sum_span: sumSpan, full_atlas_seconds: atlasFull, full_per_pair_seconds: baseFull };
   const dir = join(packageRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "atlas.md"), md);
