@@ -64,11 +64,26 @@ function cStore(p: usize, v: v128, nr: i32, off: i32): void {
   if (n > 2) store<f32>(q, f32x4.extract_lane(v, 2), 8);
 }
 
+// Columns 0..3 and 4..7 of a panel's row k at pb: f32 panels hold them as two vectors (32 bytes per
+// k); BF16 panels (packPanelsBf16) as one vector of eight 16-bit values in the order c0 c4 c1 c5 c2 c6
+// c3 c7, so each 32-bit lane holds (c_j, c_j+4) and one shift or one mask gives four f32 (a BF16 is the
+// high half of its f32). `bf` is a constant at every call, so each build of a tile has one kind of load.
+// @ts-ignore: decorator
+@inline
+function panelLo(pb: usize, bf: bool): v128 {
+  return bf ? i32x4.shl(v128.load(pb), 16) : v128.load(pb);
+}
+// @ts-ignore: decorator
+@inline
+function panelHi(pb: usize, bf: bool): v128 {
+  return bf ? v128.and(v128.load(pb), i32x4.splat(0xffff0000)) : v128.load(pb, 16);
+}
+
 // C[4, 8] (+)= A[4, kc] * P[kc, 8]: A rows lda bytes apart, P a packed panel slice (32 bytes per k),
 // C rows ldc bytes apart with nr (1..8) existing columns.
 // @ts-ignore: decorator
 @inline
-function tile4x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32): void {
+function tile4x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32, bf: bool): void {
   const c0 = c;
   const c1 = c + ldc;
   const c2 = c + 2 * ldc;
@@ -86,8 +101,8 @@ function tile4x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
   const a3 = a + 3 * lda;
   const end = <usize>kc << 2;
   for (let o: usize = 0; o < end; o += 4) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
+    const b0 = panelLo(pb, bf);
+    const b1 = panelHi(pb, bf);
     const x0 = v128.load32_splat(a + o);
     acc00 = madd(x0, b0, acc00);
     acc01 = madd(x0, b1, acc01);
@@ -100,7 +115,7 @@ function tile4x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
     const x3 = v128.load32_splat(a3 + o);
     acc30 = madd(x3, b0, acc30);
     acc31 = madd(x3, b1, acc31);
-    pb += 32;
+    pb += bf ? 16 : 32;
   }
   cStore(c0, acc00, nr, 0);
   cStore(c0, acc01, nr, 4);
@@ -116,7 +131,7 @@ function tile4x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
 // C rows ldc bytes apart with nr (1..8) existing columns.
 // @ts-ignore: decorator
 @inline
-function tile3x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32): void {
+function tile3x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32, bf: bool): void {
   const c0 = c;
   const c1 = c + ldc;
   const c2 = c + 2 * ldc;
@@ -130,8 +145,8 @@ function tile3x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
   const a2 = a + 2 * lda;
   const end = <usize>kc << 2;
   for (let o: usize = 0; o < end; o += 4) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
+    const b0 = panelLo(pb, bf);
+    const b1 = panelHi(pb, bf);
     const x0 = v128.load32_splat(a + o);
     acc00 = madd(x0, b0, acc00);
     acc01 = madd(x0, b1, acc01);
@@ -141,7 +156,7 @@ function tile3x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
     const x2 = v128.load32_splat(a2 + o);
     acc20 = madd(x2, b0, acc20);
     acc21 = madd(x2, b1, acc21);
-    pb += 32;
+    pb += bf ? 16 : 32;
   }
   cStore(c0, acc00, nr, 0);
   cStore(c0, acc01, nr, 4);
@@ -155,7 +170,7 @@ function tile3x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
 // C rows ldc bytes apart with nr (1..8) existing columns.
 // @ts-ignore: decorator
 @inline
-function tile2x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32): void {
+function tile2x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32, bf: bool): void {
   const c0 = c;
   const c1 = c + ldc;
   let acc00 = cLoad(c0, nr, accumulate, 0);
@@ -165,15 +180,15 @@ function tile2x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
   const a1 = a + lda;
   const end = <usize>kc << 2;
   for (let o: usize = 0; o < end; o += 4) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
+    const b0 = panelLo(pb, bf);
+    const b1 = panelHi(pb, bf);
     const x0 = v128.load32_splat(a + o);
     acc00 = madd(x0, b0, acc00);
     acc01 = madd(x0, b1, acc01);
     const x1 = v128.load32_splat(a1 + o);
     acc10 = madd(x1, b0, acc10);
     acc11 = madd(x1, b1, acc11);
-    pb += 32;
+    pb += bf ? 16 : 32;
   }
   cStore(c0, acc00, nr, 0);
   cStore(c0, acc01, nr, 4);
@@ -185,18 +200,18 @@ function tile2x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
 // C rows ldc bytes apart with nr (1..8) existing columns.
 // @ts-ignore: decorator
 @inline
-function tile1x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32): void {
+function tile1x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32, nr: i32, accumulate: i32, bf: bool): void {
   const c0 = c;
   let acc00 = cLoad(c0, nr, accumulate, 0);
   let acc01 = cLoad(c0, nr, accumulate, 4);
   const end = <usize>kc << 2;
   for (let o: usize = 0; o < end; o += 4) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
+    const b0 = panelLo(pb, bf);
+    const b1 = panelHi(pb, bf);
     const x0 = v128.load32_splat(a + o);
     acc00 = madd(x0, b0, acc00);
     acc01 = madd(x0, b1, acc01);
-    pb += 32;
+    pb += bf ? 16 : 32;
   }
   cStore(c0, acc00, nr, 0);
   cStore(c0, acc01, nr, 4);
@@ -208,6 +223,18 @@ function tile1x8(a: usize, lda: usize, pb: usize, c: usize, ldc: usize, kc: i32,
 // by m0 rows, smaller M) or a panel range (offset packed by p0*K*8 floats and c by 8*p0 floats, N
 // a multiple of 8 unless the range ends at the last column): the result is bitwise the same.
 export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, M: i32, N: i32, K: i32, accumulate: i32): void {
+  gemmPanels(a, lda, packed, c, ldc, M, N, K, accumulate, false);
+}
+
+// gemmPacked over BF16 panels (packPanelsBf16, 16 bytes per k): bitwise gemmPacked over the f32
+// panels packPanels makes of the same weight (the same f32 values, summed in the same order).
+export function gemmPackedBf16(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, M: i32, N: i32, K: i32, accumulate: i32): void {
+  gemmPanels(a, lda, packed, c, ldc, M, N, K, accumulate, true);
+}
+
+// @ts-ignore: decorator
+@inline
+function gemmPanels(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, M: i32, N: i32, K: i32, accumulate: i32, bf: bool): void {
   if (M <= 0 || N <= 0) return;
   const ldaB = <usize>lda << 2;
   const ldcB = <usize>ldc << 2;
@@ -216,7 +243,7 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
     return;
   }
   const panels = (N + 7) >> 3;
-  const panelB = <usize>K << 5; // bytes per panel
+  const panelB = <usize>K << (bf ? 4 : 5); // bytes per panel
   for (let k0 = 0; k0 < K; k0 += KC) {
     const kc = min(KC, K - k0);
     const acc = k0 > 0 ? 1 : accumulate;
@@ -226,18 +253,18 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
       const cBlock = c + <usize>m0 * ldcB;
       for (let p = 0; p < panels; p++) {
         const nr = min(8, N - (p << 3));
-        const pb = packed + <usize>p * panelB + (<usize>k0 << 5);
+        const pb = packed + <usize>p * panelB + (<usize>k0 << (bf ? 4 : 5));
         const cp = cBlock + (<usize>p << 5);
         let m = 0;
         for (; m + MR <= mc; m += MR) {
-          tile4x8(aBlock + <usize>m * ldaB, ldaB, pb, cp + <usize>m * ldcB, ldcB, kc, nr, acc);
+          tile4x8(aBlock + <usize>m * ldaB, ldaB, pb, cp + <usize>m * ldcB, ldcB, kc, nr, acc, bf);
         }
         const rest = mc - m;
         const am = aBlock + <usize>m * ldaB;
         const cm = cp + <usize>m * ldcB;
-        if (rest == 3) tile3x8(am, ldaB, pb, cm, ldcB, kc, nr, acc);
-        else if (rest == 2) tile2x8(am, ldaB, pb, cm, ldcB, kc, nr, acc);
-        else if (rest == 1) tile1x8(am, ldaB, pb, cm, ldcB, kc, nr, acc);
+        if (rest == 3) tile3x8(am, ldaB, pb, cm, ldcB, kc, nr, acc, bf);
+        else if (rest == 2) tile2x8(am, ldaB, pb, cm, ldcB, kc, nr, acc, bf);
+        else if (rest == 1) tile1x8(am, ldaB, pb, cm, ldcB, kc, nr, acc, bf);
       }
     }
   }
@@ -254,11 +281,14 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
 //   layout PACK_B  (1): the source is B, [K, N] rows ld elements apart (a weight [out, in] seen as
 //                       [K = out, N = in] for C = A * W, the VJP).
 //   dtype DT_F32 (0), DT_BF16 (1), DT_F16 (2).
+// gemmSlice also takes dtype DT_BF16_PANELS (3): the source is a BF16 weight already in
+// packPanelsBf16's panels (layout PACK_BT), packed once when resident weights were read.
 export const PACK_BT: i32 = 0;
 export const PACK_B: i32 = 1;
 export const DT_F32: i32 = 0;
 export const DT_BF16: i32 = 1;
 export const DT_F16: i32 = 2;
+export const DT_BF16_PANELS: i32 = 3;
 
 // 2^112: scales an f16's exponent/mantissa bits, placed as f32 bits, to its value (also subnormals).
 const F16_SCALE: f32 = 5.192296858534828e33;
@@ -377,6 +407,66 @@ export function packPanels(src: usize, kind: i32, ld: i32, n0: i32, n1: i32, K: 
       }
     }
   }
+}
+
+// BF16 panels for gemmPackedBf16 from a BF16 weight [N, K] (PACK_BT source, rows ld elements apart):
+// panel p (16 K bytes, from dst + p * 16 K) holds at k the 16-bit values of columns n0 + 8p + (0 4 1 5
+// 2 6 3 7) at k (panelLo / panelHi's order), zero past n1. The same weight's f32 panels hold exactly
+// these values widened, so products over either are bitwise equal; these take half the memory and no
+// packing per product (resident weights are packed once, at load).
+export function packPanelsBf16(src: usize, ld: i32, n0: i32, n1: i32, K: i32, dst: usize): void {
+  const row: usize = <usize>ld << 1;
+  const panelB = <usize>K << 4;
+  for (let c0 = n0; c0 < n1; c0 += 8) {
+    const d = dst + <usize>((c0 - n0) >> 3) * panelB;
+    const nr = min(8, n1 - c0);
+    const r0 = src + <usize>c0 * row;
+    let k = 0;
+    if (nr == 8) {
+      // Eight k at once: one 16-byte load per weight row, an 8 x 8 transpose of 16-bit values.
+      for (; k + 8 <= K; k += 8) {
+        const o = <usize>k << 1;
+        const x0 = v128.load(r0 + o), x4 = v128.load(r0 + 4 * row + o);
+        const x1 = v128.load(r0 + row + o), x5 = v128.load(r0 + 5 * row + o);
+        const x2 = v128.load(r0 + 2 * row + o), x6 = v128.load(r0 + 6 * row + o);
+        const x3 = v128.load(r0 + 3 * row + o), x7 = v128.load(r0 + 7 * row + o);
+        // Interleave rows in the panel order c0 c4 c1 c5 c2 c6 c3 c7.
+        const a0 = i16x8.shuffle(x0, x4, 0, 8, 1, 9, 2, 10, 3, 11); // (c0 c4) at k..k+3
+        const a1 = i16x8.shuffle(x0, x4, 4, 12, 5, 13, 6, 14, 7, 15); // (c0 c4) at k+4..k+7
+        const b0 = i16x8.shuffle(x1, x5, 0, 8, 1, 9, 2, 10, 3, 11);
+        const b1 = i16x8.shuffle(x1, x5, 4, 12, 5, 13, 6, 14, 7, 15);
+        const e0 = i16x8.shuffle(x2, x6, 0, 8, 1, 9, 2, 10, 3, 11);
+        const e1 = i16x8.shuffle(x2, x6, 4, 12, 5, 13, 6, 14, 7, 15);
+        const f0 = i16x8.shuffle(x3, x7, 0, 8, 1, 9, 2, 10, 3, 11);
+        const f1 = i16x8.shuffle(x3, x7, 4, 12, 5, 13, 6, 14, 7, 15);
+        // 32-bit pairs: (c0c4, c1c5) then (c2c6, c3c7) per k, a 4 x 4 transpose of 32-bit lanes.
+        const q = d + (<usize>k << 4);
+        transpose4x32Store(a0, b0, e0, f0, q);
+        transpose4x32Store(a1, b1, e1, f1, q + 64);
+      }
+    }
+    for (; k < K; k++) {
+      const q = d + (<usize>k << 4);
+      for (let j = 0; j < 8; j++) {
+        const col = (j & 1) * 4 + (j >> 1); // slot j holds column 0 4 1 5 2 6 3 7
+        store<u16>(q + (<usize>j << 1), col < nr ? load<u16>(r0 + <usize>col * row + (<usize>k << 1)) : 0);
+      }
+    }
+  }
+}
+
+// Rows r0..r3 hold four 32-bit lanes each (lane i: k + i); store lane i of r0..r3 as 16 bytes at q + 16 i.
+// @ts-ignore: decorator
+@inline
+function transpose4x32Store(r0: v128, r1: v128, r2: v128, r3: v128, q: usize): void {
+  const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5);
+  const t1 = i32x4.shuffle(r2, r3, 0, 4, 1, 5);
+  const t2 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+  const t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+  v128.store(q, i64x2.shuffle(t0, t1, 0, 2));
+  v128.store(q, i64x2.shuffle(t0, t1, 1, 3), 16);
+  v128.store(q, i64x2.shuffle(t2, t3, 0, 2), 32);
+  v128.store(q, i64x2.shuffle(t2, t3, 1, 3), 48);
 }
 
 // Four row vectors -> four column vectors stored 32 bytes apart (one k step of a panel each).
@@ -640,7 +730,8 @@ export function gemmDirectBt(a: usize, lda: i32, src: usize, kind: i32, ld: i32,
  * Rows up to which gemmSlice multiplies streamed PACK_BT weights directly. Measured (bench/generate.ts,
  * one thread, BF16 [3072, 1024] and [1024, 3072], quiet machine): direct 0.62/0.78 ms against pack + gemm
  * 1.11/1.16 ms at M 1/2, but 1.47/1.56 against 1.21/1.29 at M 3/4 (the direct tile is 2 rows; packing
- * pays for itself from 3 rows on).
+ * pays for itself from 3 rows on). That was f32 panels; BF16 panels pack about 5x faster, and the
+ * crossover against them is printed by bench/generate.ts.
  */
 const DIRECT_MAX_M: i32 = 2;
 
@@ -650,14 +741,30 @@ export function directMaxRows(): i32 {
 }
 
 // One slice of a ParallelGemm dispatch (src/engine/parallel-gemm.ts SLICE_ARGS): C (+)= A * B over
-// panels starting at `packed`. With a weight source (src != 0), few rows and the PACK_BT layout, the
-// product reads the stored weight directly (gemmDirectBt); otherwise the slice's panels are packed
-// from src first (packPanels) and multiplied (gemmPacked). Both give bitwise the same C.
+// columns n0 .. n0 + N - 1 of a weight at src (or over panels already at `packed` when src is 0):
+//   - BF16 panels (DT_BF16_PANELS, resident forward weights): multiplied where they are;
+//   - a stored weight read as B^T, few rows: read directly (gemmDirectBt), nothing packed;
+//   - BF16 read as B^T: packed into BF16 panels at `packed` (packPanelsBf16: a quarter of the bytes
+//     f32 panels write, about 5x faster to pack) and multiplied by gemmPackedBf16;
+//   - otherwise packed into f32 panels (packPanels) and multiplied (gemmPacked).
+// Every path gives bitwise the same C (the same f32 values summed in the same order).
 export function gemmSlice(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, M: i32, N: i32, K: i32, accumulate: i32, src: usize, kind: i32, ld: i32, n0: i32): void {
   if (src != 0) {
-    if ((kind & 1) == PACK_BT && M <= DIRECT_MAX_M) {
-      gemmDirectBt(a, lda, src, kind, ld, n0, c, ldc, M, N, K, accumulate);
+    const dt = kind >> 1;
+    if (dt == DT_BF16_PANELS) {
+      gemmPackedBf16(a, lda, src + <usize>(n0 >> 3) * (<usize>K << 4), c, ldc, M, N, K, accumulate);
       return;
+    }
+    if ((kind & 1) == PACK_BT) {
+      if (M <= DIRECT_MAX_M) {
+        gemmDirectBt(a, lda, src, kind, ld, n0, c, ldc, M, N, K, accumulate);
+        return;
+      }
+      if (dt == DT_BF16) {
+        packPanelsBf16(src, ld, n0, n0 + N, K, packed);
+        gemmPackedBf16(a, lda, packed, c, ldc, M, N, K, accumulate);
+        return;
+      }
     }
     packPanels(src, kind, ld, n0, n0 + N, K, packed);
   }

@@ -9,9 +9,9 @@
 //   - PyTorch (bench/torch_generate.py: reference/qwen3_minimal.py's model with a KV-cache step,
 //     /usr/bin/python3, torch threads = --threads), the same checkpoint, prompt, steering and batches
 //     (1 and 24), float32 (and bfloat16 for one sequence), in this run, after jacsteer's;
-//   - the small-M kernel's crossover: one thread, a BF16 weight of the 0.6B shape's gate_proj [3072, 1024]
-//     and down_proj [1024, 3072], C = A W^T for M rows: gemmDirectBt (widening in registers) against
-//     packPanels + gemmPacked (what a product did before), per M.
+//   - the small-M kernels: one thread, a BF16 weight of the 0.6B shape's gate_proj [3072, 1024] and
+//     down_proj [1024, 3072], C = A W^T for M rows: gemmDirectBt (widening in registers), packPanels +
+//     gemmPacked (f32 panels), packPanelsBf16 + gemmPackedBf16 (BF16 panels), BF16 panels prepacked.
 // Decode tokens/s exclude the prompt's prefill (timed from the first chosen token). The greedy tokens of
 // the single sequence are compared with today's and PyTorch's. Writes bench/results/generate.md and .json.
 //
@@ -67,12 +67,29 @@ async function main(): Promise<void> {
   const copyGBs = (2 * 4 * n) / (best / 1000) / 1e9; // read + write
   rt.heap.release(copyMark);
   const crossover = smallMCrossover(rt, cfg.hiddenSize, cfg.intermediateSize);
-  for (const r of crossover) console.error(`bench generate: M ${r.m}: direct ${r.direct_ms.toFixed(3)} ms, pack + gemm ${r.packed_ms.toFixed(3)} ms (${r.shape})`);
+  for (const r of crossover) console.error(`bench generate: M ${r.m}: direct ${r.direct_ms.toFixed(3)} ms, f32 pack + gemm ${r.packed_ms.toFixed(3)} ms, BF16 pack + gemm ${r.bf16_pack_ms.toFixed(3)} ms, BF16 prepacked ${r.bf16_prepacked_ms.toFixed(3)} ms (${r.shape})`);
   const gemm = await createParallelGemm(rt, threads);
+  // Read bandwidth with the decode's threads: sumSquares (one multiply-add per 4 bytes read) over
+  // 256 MiB split into one part per thread, best of 5. Decoding one sequence reads every weight once
+  // per token on every thread, so this is the rate it cannot beat.
+  const readMark = rt.heap.mark();
+  const buf = rt.heap.allocF32(n), part = Math.floor(n / threads);
+  rt.heap.f32(buf, n).fill(1);
+  let bestRead = Infinity;
+  for (let r = 0; r < 5; r++) {
+    const t = performance.now();
+    await gemm.runTasks(Array.from({ length: threads }, (_, i) => [["sumSquares", buf + 4 * i * part, part]]), Infinity);
+    bestRead = Math.min(bestRead, performance.now() - t);
+  }
+  const readGBs = (4 * part * threads) / (bestRead / 1000) / 1e9;
+  rt.heap.release(readMark);
   const fm = await ForwardModel.create(rt, cfg, ckpt.tensors, { gemm, fullHead: true, log: (l) => console.error(l) });
-  const layerBytes = fm.weightPlan.residentBytes; // stored bytes of every layer + one dispatch's packed panels
+  // Stored bytes a token reads: every layer's seven projections (BF16) and the whole LM head.
+  const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
+  const layerBytes = cfg.numLayers * 2 * (2 * d * qDim + 2 * d * kvDim + 3 * d * cfg.intermediateSize);
   const headBytes = cfg.vocabSize * d * 2;
-  const boundTps = (copyGBs * 1e9) / 2 / (layerBytes + headBytes); // a token reads every weight once (read half of a copy)
+  const boundTps = (copyGBs * 1e9) / 2 / (layerBytes + headBytes); // a token reads every weight once (read half of a one-thread copy)
+  const readBoundTps = (readGBs * 1e9) / (layerBytes + headBytes);
 
   const decode = async (count: number) => {
     let first = 0;
@@ -86,7 +103,7 @@ async function main(): Promise<void> {
     return { tokens: res[0]!.tokens, prefill_s: (first - t0) / 1000, decode_tps: ((tokens - count) / (end - first)) * 1000 };
   };
   const single = await decode(1);
-  console.error(`bench generate: batched, 1 sequence: ${single.decode_tps.toFixed(2)} tokens/s (bound ${boundTps.toFixed(2)} at ${copyGBs.toFixed(1)} GB/s copy)`);
+  console.error(`bench generate: batched, 1 sequence: ${single.decode_tps.toFixed(2)} tokens/s (bound ${boundTps.toFixed(2)} at ${copyGBs.toFixed(1)} GB/s copy, ${readBoundTps.toFixed(2)} at ${readGBs.toFixed(1)} GB/s read on ${threads} threads)`);
   const batch = await decode(BATCH);
   console.error(`bench generate: batched, ${BATCH} sequences: ${batch.decode_tps.toFixed(2)} tokens/s`);
   await fm.close();
@@ -123,7 +140,7 @@ async function main(): Promise<void> {
   const agree = (t: number[] | undefined) => (t ? t.findIndex((x, i) => x !== single.tokens[i]) : -2);
 
   const result = {
-    machine, threads, new_tokens: NEW, prompt_tokens: PROMPT, layer: LAYER, copy_gb_s: copyGBs, bytes_per_token: layerBytes + headBytes, bound_tps: boundTps,
+    machine, threads, new_tokens: NEW, prompt_tokens: PROMPT, layer: LAYER, copy_gb_s: copyGBs, read_gb_s: readGBs, bytes_per_token: layerBytes + headBytes, bound_tps: boundTps, read_bound_tps: readBoundTps,
     single, batch: { ...batch, tokens: undefined, sequences: BATCH }, today_tps: oldTps, same_tokens: same,
     torch: { single_f32: torch1, batch_f32: torchBatch, single_bf16: torch1bf },
     small_m_crossover: crossover,
@@ -147,7 +164,7 @@ async function main(): Promise<void> {
       ],
     ),
     "",
-    `- Memory-bandwidth bound of one sequence: ${((layerBytes + headBytes) / 2 ** 30).toFixed(2)} GiB of stored weights per token at ${copyGBs.toFixed(1)} GB/s (copy, read + write) = ${boundTps.toFixed(2)} tokens/s; batched single sequence: ${((100 * single.decode_tps) / boundTps).toFixed(0)}% of it (goal 70%).`,
+    `- Memory-bandwidth bound of one sequence: ${((layerBytes + headBytes) / 2 ** 30).toFixed(2)} GiB of stored weights per token. At ${copyGBs.toFixed(1)} GB/s (a one-thread copy, read + write, of which a token's reading is half) = ${boundTps.toFixed(2)} tokens/s: batched single sequence ${((100 * single.decode_tps) / boundTps).toFixed(0)}% of it (goal 70%; the definition of earlier runs). At ${readGBs.toFixed(1)} GB/s (reading only, on ${threads} threads: the tighter bound) = ${readBoundTps.toFixed(2)} tokens/s: ${((100 * single.decode_tps) / readBoundTps).toFixed(0)}% of it.`,
     `- Batch of ${BATCH} vs one sequence: ${(batch.decode_tps / single.decode_tps).toFixed(1)}x the tokens/s (goal 8x); one sequence vs today's code: ${(single.decode_tps / oldTps).toFixed(1)}x.`,
     `- Same greedy tokens as today's code (single sequence): ${same ? "yes" : "NO"}.`,
     "",
@@ -168,14 +185,14 @@ async function main(): Promise<void> {
     "",
     `- Greedy tokens of the single sequence vs PyTorch float32: ${torch1 ? (agree(torch1.tokens) === -1 ? "all equal" : `equal up to token ${agree(torch1.tokens)} (random weights: near-tied logits can differ in float32 rounding)`) : "not run"}.`,
     "",
-    "The small-M kernel (assembly/matmul.ts gemmDirectBt, bitwise the packed path) against packing the panels and multiplying them, one thread, BF16 weight, C = A W^T:",
+    "How a forward product C = A W^T reaches a BF16 weight (assembly/matmul.ts; bitwise the same C on every path), one thread, ms per product: the stored rows read directly (gemmDirectBt), f32 panels packed per product (packPanels + gemmPacked), BF16 panels packed per product (packPanelsBf16 + gemmPackedBf16), BF16 panels packed once (resident weights of the experiments' forward):",
     "",
     markdownTable(
-      ["M", "weight [N, K]", "direct ms", "pack + gemm ms", "speed-up"],
-      crossover.map((r) => [String(r.m), r.shape, r.direct_ms.toFixed(3), r.packed_ms.toFixed(3), `${(r.packed_ms / r.direct_ms).toFixed(2)}x`]),
+      ["M", "weight [N, K]", "direct", "f32 pack + gemm", "BF16 pack + gemm", "BF16 prepacked"],
+      crossover.map((r) => [String(r.m), r.shape, r.direct_ms.toFixed(3), r.packed_ms.toFixed(3), r.bf16_pack_ms.toFixed(3), r.bf16_prepacked_ms.toFixed(3)]),
     ),
     "",
-    "gemmSlice uses the direct kernel for slices of at most 2 rows (assembly/matmul.ts DIRECT_MAX_M).",
+    "gemmSlice reads a streamed weight directly for slices of at most 2 rows (assembly/matmul.ts DIRECT_MAX_M), packs BF16 panels above that; resident BF16 weights of the experiments' forward are prepacked.",
     "",
     "Regenerate with `npm run build && node dist/bench/make-checkpoint.js 0.6b && node --experimental-wasm-relaxed-simd dist/bench/generate.js`.",
     "",
@@ -194,18 +211,27 @@ interface TorchRun {
   dtype: string;
 }
 
-/** One thread: gemmDirectBt against packPanels + gemmPacked on a random BF16 weight, best of 5 rounds per M. */
-function smallMCrossover(rt: Runtime, d: number, I: number): { m: number; shape: string; direct_ms: number; packed_ms: number }[] {
-  const out: { m: number; shape: string; direct_ms: number; packed_ms: number }[] = [];
+/**
+ * One thread, a random BF16 weight, best of 5 rounds per M, the ways a forward product C = A W^T can
+ * reach it: gemmDirectBt (stored rows widened in registers), packPanels + gemmPacked (f32 panels, how
+ * every product packed before BF16 panels), packPanelsBf16 + gemmPackedBf16 (what gemmSlice does for
+ * a streamed BF16 weight above DIRECT_MAX_M rows), and gemmPackedBf16 alone (resident weights,
+ * packed at load). All four give bitwise the same C (test/kernels/gemm-direct.test.ts).
+ */
+interface Crossover { m: number; shape: string; direct_ms: number; packed_ms: number; bf16_pack_ms: number; bf16_prepacked_ms: number }
+function smallMCrossover(rt: Runtime, d: number, I: number): Crossover[] {
+  const out: Crossover[] = [];
   for (const [N, K] of [[I, d], [d, I]] as const) {
     const mark = rt.heap.mark();
     const w = rt.heap.alloc(N * K * 2);
     const raw = new Uint16Array(rt.memory.buffer, w, N * K);
     for (let i = 0; i < raw.length; i++) raw[i] = 0x3c00 + ((i * 2654435761) >>> 24) - 128; // bf16 values around 0.0078
-    const a = rt.heap.allocF32(8 * K), c = rt.heap.allocF32(8 * N), p = rt.heap.allocF32(packedFloats(N, K));
-    rt.heap.f32(a, 8 * K).fill(0.5);
+    const a = rt.heap.allocF32(24 * K), c = rt.heap.allocF32(24 * N), p = rt.heap.allocF32(packedFloats(N, K));
+    const panels = rt.heap.alloc(packedFloats(N, K) * 2);
+    rt.k.packPanelsBf16(w, K, 0, N, K, panels);
+    rt.heap.f32(a, 24 * K).fill(0.5);
     const BF16_BT = 1 << 1;
-    for (const m of [1, 2, 3, 4, 5, 6, 8]) {
+    for (const m of [1, 2, 3, 4, 8, 24]) {
       const time = (f: () => void) => {
         let best = Infinity;
         for (let r = 0; r < 5; r++) {
@@ -220,7 +246,12 @@ function smallMCrossover(rt: Runtime, d: number, I: number): { m: number; shape:
         rt.k.packPanels(w, BF16_BT, K, 0, N, K, p);
         rt.k.gemmPacked(a, K, p, c, N, m, N, K, 0);
       });
-      out.push({ m, shape: `[${N}, ${K}]`, direct_ms, packed_ms });
+      const bf16_pack_ms = time(() => {
+        rt.k.packPanelsBf16(w, K, 0, N, K, p);
+        rt.k.gemmPackedBf16(a, K, p, c, N, m, N, K, 0);
+      });
+      const bf16_prepacked_ms = time(() => rt.k.gemmPackedBf16(a, K, panels, c, N, m, N, K, 0));
+      out.push({ m, shape: `[${N}, ${K}]`, direct_ms, packed_ms, bf16_pack_ms, bf16_prepacked_ms });
     }
     rt.heap.release(mark);
   }

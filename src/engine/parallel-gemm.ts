@@ -45,8 +45,9 @@ export interface GemmJob {
 /**
  * Numbers per slice: the arguments of one rt.k.gemmSlice call (assembly/matmul.ts): a gemmPacked call
  * (a, lda, packed, c, ldc, M, N, K, accumulate) preceded, when src != 0, by packPanels(src, kind, ld,
- * n0, n0 + N, K, packed) (src, kind, ld, n0); for a few rows of a forward product the kernel reads the
- * stored weight directly instead (gemmDirectBt, bitwise the same C).
+ * n0, n0 + N, K, packed) (src, kind, ld, n0); for a BF16 weight's forward product the kernel packs
+ * BF16 panels instead (or multiplies prepacked ones, dtype DT_BF16_PANELS), for a few rows it reads the
+ * stored weight directly (gemmDirectBt): bitwise the same C on every path.
  */
 export const SLICE_ARGS = 13;
 

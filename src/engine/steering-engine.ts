@@ -667,9 +667,10 @@ export function planLayerWeights(
   source: TensorSource,
   first: number,
   last: number,
-  opts: Pick<SteeringEngineOptions, "weights" | "residentBudgetBytes"> & { extra?: { bytes: number; what: string } },
+  opts: Pick<SteeringEngineOptions, "weights" | "residentBudgetBytes"> & { extra?: { bytes: number; what: string }; prepack?: boolean },
 ): WeightPlan {
-  const residentBytes = last >= first ? layerStreamBytes(config, source, first, last, Math.max(2, last - first + 1)) : 0;
+  // Resident forward-only layers are prepacked (LayerStream's prepack): their slots plus a staging buffer.
+  const residentBytes = last >= first ? layerStreamBytes(config, source, first, last, Math.max(2, last - first + 1), opts.prepack) : 0;
   const streamBytes = layerStreamBytes(config, source, 0, last);
   const want = opts.weights ?? "auto";
   const budget = opts.residentBudgetBytes ?? DEFAULT_RESIDENT_BUDGET;

@@ -1,10 +1,13 @@
 // Where the steering engine's decoder-layer weights live between products, and how a layer's seven
 // projections reach the matrix products. A layer's projections are held in their stored dtype (BF16
-// stays 2 bytes per weight) in a staging slot, and every matrix product packs the f32 panels it
+// stays 2 bytes per weight) in a staging slot, and every matrix product packs the panels it
 // multiplies right before multiplying them, on the thread that multiplies them
-// (parallel-gemm.ts PackSource): a thread's panels are still in its cache when the product reads
+// (parallel-gemm.ts PackSource; assembly/matmul.ts gemmSlice: f32 panels, or BF16 panels for a BF16
+// weight's forward products): a thread's panels are still in its cache when the product reads
 // them, which made this as fast as keeping f32 panels packed once (measured on the 0.6B shape:
 // 13.4 s vs 13.0-13.9 s for 16 products) at a quarter of the memory and without the packing at load.
+// The experiments' forward (forward.ts), whose products have few rows (decoding: one per sequence),
+// keeps resident BF16 layers packed in BF16 panels instead (`prepack`): the same bytes, packed once.
 //
 // Two modes (chosen by the engine, printed; --weights overrides):
 //  - resident: one slot per layer S+1..T, each read once: the 0.6B shape keeps 0.42 GB.
@@ -41,8 +44,9 @@ export function canStream(src: TensorSource): src is StreamableTensorSource {
   return typeof s.readRaw === "function" && typeof s.dtype === "function";
 }
 
-/** assembly/matmul.ts packPanels codes. */
+/** assembly/matmul.ts packPanels codes; DT_BF16_PANELS: a BF16 weight already in packPanelsBf16's panels. */
 const PACK_BT = 0, PACK_B = 1;
+const DT_BF16 = 1, DT_BF16_PANELS = 3;
 const DTYPE_CODE: Record<string, number> = { F32: 0, BF16: 1, F16: 2 };
 const DTYPE_BYTES = [4, 2, 2];
 
@@ -119,8 +123,10 @@ function scratchLayout(cfg: Qwen3Config): { fwd: Record<Projection, number>; bwd
 /**
  * Bytes of layer i's projections as stored (as f32 where the source cannot hand over stored bytes).
  * `check` verifies presence and shapes (when reading); planning needs only the config and dtypes.
+ * With `prepack`, BF16 projections are held as BF16 panels (DT_BF16_PANELS, the same bytes up to the
+ * last panel's zero padding).
  */
-function slotLayout(cfg: Qwen3Config, src: TensorSource, i: number, check = true): { entries: Record<Projection, SlotEntry>; bytes: number } {
+function slotLayout(cfg: Qwen3Config, src: TensorSource, i: number, check = true, prepack = false): { entries: Record<Projection, SlotEntry>; bytes: number } {
   const entries = {} as Record<Projection, SlotEntry>;
   let bytes = 0;
   for (const p of PROJECTIONS) {
@@ -128,9 +134,11 @@ function slotLayout(cfg: Qwen3Config, src: TensorSource, i: number, check = true
     const [out, inp] = projectionShape(cfg, p);
     if (check) checkProjection(src, name, out, inp);
     // Planning may run before the tensors are checked: a missing one is reported when it is read.
-    const dtype = check || src.has(name) ? dtypeCode(src, name) : 0;
-    entries[p] = { offset: bytes, dtype, out, inp };
-    bytes += Math.ceil((out * inp * DTYPE_BYTES[dtype]!) / 64) * 64;
+    const stored = check || src.has(name) ? dtypeCode(src, name) : 0;
+    const panels = prepack && stored === DT_BF16;
+    entries[p] = { offset: bytes, dtype: panels ? DT_BF16_PANELS : stored, out, inp };
+    const size = panels ? Math.ceil(out / 8) * 8 * inp * 2 : out * inp * DTYPE_BYTES[stored]!;
+    bytes += Math.ceil(size / 64) * 64;
   }
   return { entries, bytes };
 }
@@ -155,14 +163,20 @@ interface Slot {
 /** Matrices of one staged layer: pack sources in a slot, panels in the shared scratch. */
 export interface StagedLayer {
   fwd: LayerMatrices;
-  bwd: LayerMatrices;
+  /** null for a prepacking (forward-only) LayerStream. */
+  bwd: LayerMatrices | null;
 }
 
-/** Bytes a LayerStream over layers [first, last] with `slots` slots allocates. */
-export function layerStreamBytes(cfg: Qwen3Config, src: TensorSource, first: number, last: number, slots = 2): number {
+/** Bytes a LayerStream over layers [first, last] with `slots` slots allocates (with `prepack`, its staging too). */
+export function layerStreamBytes(cfg: Qwen3Config, src: TensorSource, first: number, last: number, slots = 2, prepack = false): number {
   let slot = 0;
-  for (let i = first; i <= last; i++) slot = Math.max(slot, slotLayout(cfg, src, i, false).bytes);
-  return slots * slot + 4 * scratchLayout(cfg).floats;
+  for (let i = first; i <= last; i++) slot = Math.max(slot, slotLayout(cfg, src, i, false, prepack).bytes);
+  return slots * slot + 4 * scratchLayout(cfg).floats + (prepack ? prepackStagingBytes(cfg) : 0);
+}
+
+/** The largest projection's BF16 bytes: where a prepacking LayerStream reads a weight before packing it. */
+function prepackStagingBytes(cfg: Qwen3Config): number {
+  return Math.max(...PROJECTIONS.map((p) => projectionShape(cfg, p)).map(([out, inp]) => out * inp * 2));
 }
 
 /**
@@ -204,6 +218,15 @@ export class LayerStream {
   /** Seconds the computation waited for a read to finish. */
   waitSeconds = 0;
 
+  /** Where a BF16 projection is read before it is packed into its slot (prepack), else 0. */
+  private readonly staging: number;
+
+  /**
+   * `prepack` (forward-only use with every layer resident, forward.ts): BF16 projections are packed
+   * once, as they are read, into BF16 panels (assembly/matmul.ts packPanelsBf16), so no product packs
+   * them again (measured on the 0.6B shape: 24 rows 15% faster, one row twice as fast as reading the
+   * stored rows). Its layers have no VJP layout (StagedLayer.bwd is null).
+   */
   constructor(
     private readonly rt: Runtime,
     private readonly cfg: Qwen3Config,
@@ -211,13 +234,15 @@ export class LayerStream {
     readonly first: number,
     readonly last: number,
     slots = 2,
+    private readonly prepack = false,
   ) {
     if (!Number.isInteger(slots) || slots < 2) throw new Error(`a LayerStream needs at least 2 slots, got ${slots}`);
     let slotBytes = 0;
-    for (let i = first; i <= last; i++) slotBytes = Math.max(slotBytes, slotLayout(cfg, src, i, false).bytes);
+    for (let i = first; i <= last; i++) slotBytes = Math.max(slotBytes, slotLayout(cfg, src, i, false, prepack).bytes);
     this.scratchOffsets = scratchLayout(cfg);
     this.slots = Array.from({ length: slots }, () => ({ ptr: rt.heap.alloc(slotBytes), layer: -1, ready: Promise.resolve(), entries: null }));
     this.scratch = rt.heap.allocF32(this.scratchOffsets.floats);
+    this.staging = prepack ? rt.heap.alloc(prepackStagingBytes(cfg)) : 0;
   }
 
   /**
@@ -243,15 +268,17 @@ export class LayerStream {
 
   private matrices(slot: Slot): StagedLayer {
     const fwd = {} as LayerMatrices, bwd = {} as LayerMatrices;
+    let panels = false;
     for (const p of PROJECTIONS) {
       const e = slot.entries![p];
       const src = slot.ptr + e.offset;
+      panels ||= e.dtype === DT_BF16_PANELS;
       const packF: PackSource = { src, kind: PACK_BT | (e.dtype << 1), ld: e.inp };
       const packB: PackSource = { src, kind: PACK_B | (e.dtype << 1), ld: e.inp };
       fwd[p] = { ptr: this.scratch + 4 * this.scratchOffsets.fwd[p], n: e.out, k: e.inp, pack: packF };
       bwd[p] = { ptr: this.scratch + 4 * this.scratchOffsets.bwd[p], n: e.inp, k: e.out, pack: packB };
     }
-    return { fwd, bwd };
+    return { fwd, bwd: panels ? null : bwd };
   }
 
   private startRead(slot: Slot, i: number): void {
@@ -265,10 +292,18 @@ export class LayerStream {
   }
 
   private async read(slot: Slot, i: number): Promise<void> {
-    const { entries, bytes } = slotLayout(this.cfg, this.src, i);
+    const { entries, bytes } = slotLayout(this.cfg, this.src, i, true, this.prepack);
     // Checked once per layer: a NaN weight is a broken checkpoint, and the same bytes come back each pass.
     const check = !this.checked.has(i);
-    for (const p of PROJECTIONS) await readStored(this.rt, this.src, tensorName(i, p), slot.ptr + entries[p].offset, check);
+    for (const p of PROJECTIONS) {
+      const e = entries[p];
+      if (e.dtype !== DT_BF16_PANELS) {
+        await readStored(this.rt, this.src, tensorName(i, p), slot.ptr + e.offset, check);
+        continue;
+      }
+      await readStored(this.rt, this.src, tensorName(i, p), this.staging, check);
+      this.rt.k.packPanelsBf16(this.staging, e.inp, 0, e.out, e.inp, slot.ptr + e.offset);
+    }
     this.checked.add(i);
     slot.entries = entries;
     this.reads++;

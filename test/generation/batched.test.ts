@@ -45,9 +45,9 @@ for (const [name, { shape, dtype }] of Object.entries(SHAPES)) {
         return { ...res, logits };
       });
     };
-    const batched = async (threads: number, sampling: { temperature: number; topP: number; eos?: number[] }, activationBytes?: number, headMode?: "stream") => {
+    const batched = async (threads: number, sampling: { temperature: number; topP: number; eos?: number[] }, activationBytes?: number, headMode?: "stream", weights: "resident" | "stream" = "resident") => {
       const gemm = await createParallelGemm(rt, threads, { minParallelFlops: 0 });
-      const fm = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm, fullHead: true, headMode });
+      const fm = await ForwardModel.create(rt, ckpt.config, ckpt.tensors, { gemm, fullHead: true, headMode, weights });
       try {
         const logits: Float32Array[][] = seqs.map(() => []);
         const res = await generateBatched(fm, seqs, { maxNewTokens, seed: 4, layer, ...sampling, eosTokenIds: sampling.eos, activationBytes, onLogits: (s, l) => logits[s]!.push(l.slice()) });
@@ -72,6 +72,10 @@ for (const [name, { shape, dtype }] of Object.entries(SHAPES)) {
         expect(await batched(2, sampling, 1)).toEqual(got);
         // The LM head read from the checkpoint at every step (as on the 14B shape): the same, bitwise.
         expect(await batched(2, sampling, undefined, "stream")).toEqual(got);
+        // Streamed layers (BF16: packed per product, or read directly for one row) against resident
+        // ones (BF16: packed into panels once at load): bitwise, batched and one sequence at a time.
+        expect(await batched(2, sampling, undefined, undefined, "stream")).toEqual(got);
+        expect(await batched(2, sampling, 1, undefined, "stream")).toEqual(got);
       });
     }
 

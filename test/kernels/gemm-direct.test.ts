@@ -173,3 +173,116 @@ describe.each(builds)("gemmDirectBt (%s)", (_build, rt) => {
     }
   });
 });
+
+// BF16 panels (assembly/matmul.ts packPanelsBf16, gemmPackedBf16, gemmSlice's DT_BF16_PANELS): a
+// BF16 weight's panels kept as 16-bit values, widened in registers. Checked for layout against the
+// definition (slot j of panel p at k holds column 8p + [0 4 1 5 2 6 3 7][j]), bit for bit against the
+// f32 panels of packPanels + gemmPacked on awkward sizes, against a float64 reference, and through
+// gemmSlice for prepacked and packed-per-slice weights.
+const BF16_PANELS = 3;
+describe.each(builds)("BF16 panels (%s)", (_build, rt) => {
+  it("packPanelsBf16 puts every value where the panel layout says (sub-ranges, strides, zero padding)", () => {
+    const r = rng(31);
+    for (const [rows, K, extra] of [[1, 1, 0], [8, 8, 0], [13, 11, 3], [24, 17, 0], [37, 64, 5]] as const) {
+      rt.heap.scope(() => {
+        const ld = K + extra;
+        const w = putWeight(rt, 1, randn(r, rows * ld));
+        for (const [n0, n1] of [[0, rows], [rows > 8 ? 8 : 0, rows]] as const) {
+          const panels = Math.ceil((n1 - n0) / 8);
+          const dst = rt.heap.alloc(panels * K * 16);
+          new Uint16Array(rt.memory.buffer, dst, panels * K * 8).fill(0xffff);
+          rt.k.packPanelsBf16(w.ptr, ld, n0, n1, K, dst);
+          const got = new Uint16Array(rt.memory.buffer, dst, panels * K * 8);
+          const order = [0, 4, 1, 5, 2, 6, 3, 7];
+          for (let p = 0; p < panels; p++) {
+            for (let k = 0; k < K; k++) {
+              for (let j = 0; j < 8; j++) {
+                const col = n0 + 8 * p + order[j]!;
+                const want = col < n1 ? w.raw[col * ld + k]! : 0;
+                if (got[(p * K + k) * 8 + j] !== want) throw new Error(`rows ${rows} K ${K} [${n0}, ${n1}): panel ${p} k ${k} slot ${j} is ${got[(p * K + k) * 8 + j]}, want ${want}`);
+              }
+            }
+          }
+        }
+      });
+    }
+  });
+
+  it("gemmPackedBf16 is bitwise gemmPacked over the f32 panels of the same weight (M 1..9, awkward N, K, strides, accumulate)", () => {
+    const r = rng(37);
+    let cases = 0;
+    for (const [N, K] of [[1, 1], [7, 3], [8, 1100], [9, 5], [21, 8], [33, 37]] as const) {
+      rt.heap.scope(() => {
+        const w = putWeight(rt, 1, randn(r, N * K));
+        const panels = rt.heap.alloc(Math.ceil(N / 8) * K * 16);
+        rt.k.packPanelsBf16(w.ptr, K, 0, N, K, panels);
+        for (let M = 1; M <= 9; M++) {
+          const lda = K + 2, ldc = N + 3;
+          const a = put(rt, randn(r, M * lda));
+          const c0 = randn(r, M * ldc);
+          for (const acc of [0, 1]) {
+            const want = put(rt, c0), got = put(rt, c0);
+            packed(rt, a, lda, w.ptr, 1 << 1, K, 0, want, ldc, M, N, K, acc);
+            rt.k.gemmPackedBf16(a, lda, panels, got, ldc, M, N, K, acc);
+            const g = new Uint32Array(get(rt, got, M * ldc).buffer), e = new Uint32Array(get(rt, want, M * ldc).buffer);
+            for (let i = 0; i < g.length; i++) if (g[i] !== e[i]) throw new Error(`N ${N} K ${K} M ${M} acc ${acc}: element ${i} differs`);
+            cases++;
+          }
+        }
+      });
+    }
+    expect(cases).toBe(6 * 9 * 2);
+  });
+
+  it("matches a float64 reference (and an error just outside the bound fails)", () => {
+    const r = rng(41);
+    for (const [M, N, K] of [[1, 37, 1029], [6, 131, 19], [4, 8, 4]] as const) {
+      rt.heap.scope(() => {
+        const w = putWeight(rt, 1, randn(r, N * K));
+        const panels = rt.heap.alloc(Math.ceil(N / 8) * K * 16);
+        rt.k.packPanelsBf16(w.ptr, K, 0, N, K, panels);
+        const A = Float32Array.from(randn(r, M * K));
+        const c = rt.heap.allocF32(M * N);
+        rt.k.gemmPackedBf16(put(rt, A), K, panels, c, N, M, N, K, 0);
+        const C = get(rt, c, M * N);
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let s = 0, mag = 0;
+            for (let k = 0; k < K; k++) {
+              const p = A[m * K + k]! * decode(1, w.raw[n * K + k]!);
+              s += p;
+              mag += Math.abs(p);
+            }
+            const bound = K * 2 ** -24 * mag;
+            expect(Math.abs(C[m * N + n]! - s), `${M}x${N}x${K} [${m}, ${n}]`).toBeLessThanOrEqual(bound);
+            if (m === 0 && n === 0) expect(Math.abs(C[0]! + 2.01 * bound - s)).toBeGreaterThan(bound);
+          }
+        }
+      });
+    }
+  });
+
+  it("gemmSlice over prepacked BF16 panels (DT_BF16_PANELS) and over a BF16 weight packed per slice: bitwise the f32 panels at every M", () => {
+    const r = rng(43);
+    rt.heap.scope(() => {
+      const N = 44, K = 35;
+      const w = putWeight(rt, 1, randn(r, N * K));
+      const panels = rt.heap.alloc(Math.ceil(N / 8) * K * 16);
+      rt.k.packPanelsBf16(w.ptr, K, 0, N, K, panels);
+      for (let M = 1; M <= 12; M++) {
+        const a = put(rt, randn(r, M * K));
+        const c0 = randn(r, M * N);
+        for (const acc of [0, 1]) {
+          const want = put(rt, c0);
+          packed(rt, a, K, w.ptr, 1 << 1, K, 8, want, N, M, N - 8, K, acc);
+          const pre = put(rt, c0), per = put(rt, c0);
+          // A thread's slice: columns 8.. (whole panels), as ParallelGemm hands it.
+          rt.k.gemmSlice(a, K, 0, pre, N, M, N - 8, K, acc, panels, BF16_PANELS << 1, K, 8);
+          rt.k.gemmSlice(a, K, rt.heap.allocF32(packedFloats(N - 8, K)), per, N, M, N - 8, K, acc, w.ptr, 1 << 1, K, 8);
+          expect(get(rt, pre, M * N), `prepacked M ${M} acc ${acc}`).toEqual(get(rt, want, M * N));
+          expect(get(rt, per, M * N), `packed per slice M ${M} acc ${acc}`).toEqual(get(rt, want, M * N));
+        }
+      }
+    });
+  });
+});
