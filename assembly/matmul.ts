@@ -409,14 +409,38 @@ export function packPanels(src: usize, kind: i32, ld: i32, n0: i32, n1: i32, K: 
   }
 }
 
-// BF16 panels for gemmPackedBf16 from a BF16 weight [N, K] (PACK_BT source, rows ld elements apart):
-// panel p (16 K bytes, from dst + p * 16 K) holds at k the 16-bit values of columns n0 + 8p + (0 4 1 5
-// 2 6 3 7) at k (panelLo / panelHi's order), zero past n1. The same weight's f32 panels hold exactly
-// these values widened, so products over either are bitwise equal; these take half the memory and no
-// packing per product (resident weights are packed once, at load).
-export function packPanelsBf16(src: usize, ld: i32, n0: i32, n1: i32, K: i32, dst: usize): void {
+// BF16 panels for gemmPackedBf16 from a BF16 weight, in either of packPanels' layouts (`layout`):
+// PACK_BT, the weight [N, K] (rows ld elements apart) read as B^T; PACK_B, the weight [K, N] read as B.
+// Panel p (16 K bytes, from dst + p * 16 K) holds at k the 16-bit values of columns n0 + 8p + (0 4 1 5
+// 2 6 3 7) of B at k (panelLo / panelHi's order), zero past n1. The same weight's f32 panels hold
+// exactly these values widened, so products over either are bitwise equal; these take half the
+// memory, a quarter of packPanels' writes, and resident weights can be packed once, at load.
+export function packPanelsBf16(src: usize, layout: i32, ld: i32, n0: i32, n1: i32, K: i32, dst: usize): void {
   const row: usize = <usize>ld << 1;
   const panelB = <usize>K << 4;
+  if (layout == PACK_B) {
+    for (let c0 = n0; c0 < n1; c0 += 8) {
+      const d = dst + <usize>((c0 - n0) >> 3) * panelB;
+      const nr = min(8, n1 - c0);
+      const s0 = src + (<usize>c0 << 1); // column c0 of row 0
+      if (nr == 8) {
+        // Row k's eight columns are contiguous: one load, one shuffle into the panel order.
+        for (let k = 0; k < K; k++) {
+          const v = v128.load(s0 + <usize>k * row);
+          v128.store(d + (<usize>k << 4), i8x16.shuffle(v, v, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15));
+        }
+      } else {
+        for (let k = 0; k < K; k++) {
+          const q = d + (<usize>k << 4);
+          for (let j = 0; j < 8; j++) {
+            const col = (j & 1) * 4 + (j >> 1);
+            store<u16>(q + (<usize>j << 1), col < nr ? load<u16>(s0 + <usize>k * row + (<usize>col << 1)) : 0);
+          }
+        }
+      }
+    }
+    return;
+  }
   for (let c0 = n0; c0 < n1; c0 += 8) {
     const d = dst + <usize>((c0 - n0) >> 3) * panelB;
     const nr = min(8, n1 - c0);
@@ -744,8 +768,8 @@ export function directMaxRows(): i32 {
 // columns n0 .. n0 + N - 1 of a weight at src (or over panels already at `packed` when src is 0):
 //   - BF16 panels (DT_BF16_PANELS, resident forward weights): multiplied where they are;
 //   - a stored weight read as B^T, few rows: read directly (gemmDirectBt), nothing packed;
-//   - BF16 read as B^T: packed into BF16 panels at `packed` (packPanelsBf16: a quarter of the bytes
-//     f32 panels write, about 5x faster to pack) and multiplied by gemmPackedBf16;
+//   - BF16 (either layout): packed into BF16 panels at `packed` (packPanelsBf16: a quarter of the
+//     bytes f32 panels write, about 5x faster to pack) and multiplied by gemmPackedBf16;
 //   - otherwise packed into f32 panels (packPanels) and multiplied (gemmPacked).
 // Every path gives bitwise the same C (the same f32 values summed in the same order).
 export function gemmSlice(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, M: i32, N: i32, K: i32, accumulate: i32, src: usize, kind: i32, ld: i32, n0: i32): void {
@@ -755,16 +779,14 @@ export function gemmSlice(a: usize, lda: i32, packed: usize, c: usize, ldc: i32,
       gemmPackedBf16(a, lda, src + <usize>(n0 >> 3) * (<usize>K << 4), c, ldc, M, N, K, accumulate);
       return;
     }
-    if ((kind & 1) == PACK_BT) {
-      if (M <= DIRECT_MAX_M) {
-        gemmDirectBt(a, lda, src, kind, ld, n0, c, ldc, M, N, K, accumulate);
-        return;
-      }
-      if (dt == DT_BF16) {
-        packPanelsBf16(src, ld, n0, n0 + N, K, packed);
-        gemmPackedBf16(a, lda, packed, c, ldc, M, N, K, accumulate);
-        return;
-      }
+    if ((kind & 1) == PACK_BT && M <= DIRECT_MAX_M) {
+      gemmDirectBt(a, lda, src, kind, ld, n0, c, ldc, M, N, K, accumulate);
+      return;
+    }
+    if (dt == DT_BF16) {
+      packPanelsBf16(src, kind & 1, ld, n0, n0 + N, K, packed);
+      gemmPackedBf16(a, lda, packed, c, ldc, M, N, K, accumulate);
+      return;
     }
     packPanels(src, kind, ld, n0, n0 + N, K, packed);
   }

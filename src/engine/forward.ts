@@ -162,7 +162,7 @@ export class ForwardModel {
               for (let b0 = 0; b0 < V; b0 += HEAD_BLOCK) {
                 const n = Math.min(HEAD_BLOCK, V - b0), at = raw + b0 * d * 2;
                 rt.k.copy(scratch, at, (n * d) / 2);
-                rt.k.packPanelsBf16(scratch, d, 0, n, d, at);
+                rt.k.packPanelsBf16(scratch, /* PACK_BT */ 0, d, 0, n, d, at);
               }
             }
             full = { raw, dtype: panels ? DT_BF16_PANELS : layout.dtype, bytesPerElement: layout.bytes / layout.elements, scratch, stream: null };

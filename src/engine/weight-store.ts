@@ -302,7 +302,7 @@ export class LayerStream {
         continue;
       }
       await readStored(this.rt, this.src, tensorName(i, p), this.staging, check);
-      this.rt.k.packPanelsBf16(this.staging, e.inp, 0, e.out, e.inp, slot.ptr + e.offset);
+      this.rt.k.packPanelsBf16(this.staging, PACK_BT, e.inp, 0, e.out, e.inp, slot.ptr + e.offset);
     }
     this.checked.add(i);
     slot.entries = entries;

@@ -181,58 +181,70 @@ describe.each(builds)("gemmDirectBt (%s)", (_build, rt) => {
 // gemmSlice for prepacked and packed-per-slice weights.
 const BF16_PANELS = 3;
 describe.each(builds)("BF16 panels (%s)", (_build, rt) => {
-  it("packPanelsBf16 puts every value where the panel layout says (sub-ranges, strides, zero padding)", () => {
-    const r = rng(31);
-    for (const [rows, K, extra] of [[1, 1, 0], [8, 8, 0], [13, 11, 3], [24, 17, 0], [37, 64, 5]] as const) {
-      rt.heap.scope(() => {
-        const ld = K + extra;
-        const w = putWeight(rt, 1, randn(r, rows * ld));
-        for (const [n0, n1] of [[0, rows], [rows > 8 ? 8 : 0, rows]] as const) {
-          const panels = Math.ceil((n1 - n0) / 8);
-          const dst = rt.heap.alloc(panels * K * 16);
-          new Uint16Array(rt.memory.buffer, dst, panels * K * 8).fill(0xffff);
-          rt.k.packPanelsBf16(w.ptr, ld, n0, n1, K, dst);
-          const got = new Uint16Array(rt.memory.buffer, dst, panels * K * 8);
-          const order = [0, 4, 1, 5, 2, 6, 3, 7];
-          for (let p = 0; p < panels; p++) {
-            for (let k = 0; k < K; k++) {
-              for (let j = 0; j < 8; j++) {
-                const col = n0 + 8 * p + order[j]!;
-                const want = col < n1 ? w.raw[col * ld + k]! : 0;
-                if (got[(p * K + k) * 8 + j] !== want) throw new Error(`rows ${rows} K ${K} [${n0}, ${n1}): panel ${p} k ${k} slot ${j} is ${got[(p * K + k) * 8 + j]}, want ${want}`);
+  // PACK_BT reads the weight [N, K] as B^T (forward products), PACK_B the weight [K, N] as B (the VJP's).
+  for (const layout of [0, 1] as const) {
+    const lname = layout ? "PACK_B" : "PACK_BT";
+    // B's element (k, n) in a weight stored with rows ld apart.
+    const at = (k: number, n: number, ld: number) => (layout ? k * ld + n : n * ld + k);
+    it(`packPanelsBf16 (${lname}) puts every value where the panel layout says (sub-ranges, strides, zero padding)`, () => {
+      const r = rng(31 + layout);
+      for (const [N, K, extra] of [[1, 1, 0], [8, 8, 0], [13, 11, 3], [24, 17, 0], [37, 64, 5]] as const) {
+        rt.heap.scope(() => {
+          const ld = (layout ? N : K) + extra;
+          const w = putWeight(rt, 1, randn(r, (layout ? K : N) * ld));
+          for (const [n0, n1] of [[0, N], [N > 8 ? 8 : 0, N]] as const) {
+            const panels = Math.ceil((n1 - n0) / 8);
+            const dst = rt.heap.alloc(panels * K * 16);
+            new Uint16Array(rt.memory.buffer, dst, panels * K * 8).fill(0xffff);
+            rt.k.packPanelsBf16(w.ptr, layout, ld, n0, n1, K, dst);
+            const got = new Uint16Array(rt.memory.buffer, dst, panels * K * 8);
+            const order = [0, 4, 1, 5, 2, 6, 3, 7];
+            for (let p = 0; p < panels; p++) {
+              for (let k = 0; k < K; k++) {
+                for (let j = 0; j < 8; j++) {
+                  const col = n0 + 8 * p + order[j]!;
+                  const want = col < n1 ? w.raw[at(k, col, ld)]! : 0;
+                  if (got[(p * K + k) * 8 + j] !== want) throw new Error(`N ${N} K ${K} [${n0}, ${n1}): panel ${p} k ${k} slot ${j} is ${got[(p * K + k) * 8 + j]}, want ${want}`);
+                }
               }
             }
           }
-        }
-      });
-    }
-  });
+        });
+      }
+    });
 
-  it("gemmPackedBf16 is bitwise gemmPacked over the f32 panels of the same weight (M 1..9, awkward N, K, strides, accumulate)", () => {
-    const r = rng(37);
-    let cases = 0;
-    for (const [N, K] of [[1, 1], [7, 3], [8, 1100], [9, 5], [21, 8], [33, 37]] as const) {
-      rt.heap.scope(() => {
-        const w = putWeight(rt, 1, randn(r, N * K));
-        const panels = rt.heap.alloc(Math.ceil(N / 8) * K * 16);
-        rt.k.packPanelsBf16(w.ptr, K, 0, N, K, panels);
-        for (let M = 1; M <= 9; M++) {
-          const lda = K + 2, ldc = N + 3;
-          const a = put(rt, randn(r, M * lda));
-          const c0 = randn(r, M * ldc);
-          for (const acc of [0, 1]) {
-            const want = put(rt, c0), got = put(rt, c0);
-            packed(rt, a, lda, w.ptr, 1 << 1, K, 0, want, ldc, M, N, K, acc);
-            rt.k.gemmPackedBf16(a, lda, panels, got, ldc, M, N, K, acc);
-            const g = new Uint32Array(get(rt, got, M * ldc).buffer), e = new Uint32Array(get(rt, want, M * ldc).buffer);
-            for (let i = 0; i < g.length; i++) if (g[i] !== e[i]) throw new Error(`N ${N} K ${K} M ${M} acc ${acc}: element ${i} differs`);
-            cases++;
+    it(`gemmPackedBf16 (${lname}) is bitwise gemmPacked over the f32 panels of the same weight (M 1..9, awkward N, K, strides, accumulate)`, () => {
+      const r = rng(37 + layout);
+      let cases = 0;
+      for (const [N, K] of [[1, 1], [7, 3], [8, 1100], [9, 5], [21, 8], [33, 37]] as const) {
+        rt.heap.scope(() => {
+          const ld = layout ? N : K;
+          const w = putWeight(rt, 1, randn(r, N * K));
+          const panels = rt.heap.alloc(Math.ceil(N / 8) * K * 16);
+          rt.k.packPanelsBf16(w.ptr, layout, ld, 0, N, K, panels);
+          for (let M = 1; M <= 9; M++) {
+            const lda = K + 2, ldc = N + 3;
+            const a = put(rt, randn(r, M * lda));
+            const c0 = randn(r, M * ldc);
+            for (const acc of [0, 1]) {
+              const want = put(rt, c0), got = put(rt, c0), slice = put(rt, c0);
+              packed(rt, a, lda, w.ptr, layout | (1 << 1), ld, 0, want, ldc, M, N, K, acc);
+              rt.k.gemmPackedBf16(a, lda, panels, got, ldc, M, N, K, acc);
+              // gemmSlice packs BF16 panels per slice (or reads B^T directly for 1-2 rows): the same C.
+              rt.k.gemmSlice(a, lda, rt.heap.allocF32(packedFloats(N, K)), slice, ldc, M, N, K, acc, w.ptr, layout | (1 << 1), ld, 0);
+              const e = new Uint32Array(get(rt, want, M * ldc).buffer);
+              for (const [name, ptr] of [["gemmPackedBf16", got], ["gemmSlice", slice]] as const) {
+                const g = new Uint32Array(get(rt, ptr, M * ldc).buffer);
+                for (let i = 0; i < g.length; i++) if (g[i] !== e[i]) throw new Error(`${name}: N ${N} K ${K} M ${M} acc ${acc}: element ${i} differs`);
+              }
+              cases++;
+            }
           }
-        }
-      });
-    }
-    expect(cases).toBe(6 * 9 * 2);
-  });
+        });
+      }
+      expect(cases).toBe(6 * 9 * 2);
+    });
+  }
 
   it("matches a float64 reference (and an error just outside the bound fails)", () => {
     const r = rng(41);
@@ -240,7 +252,7 @@ describe.each(builds)("BF16 panels (%s)", (_build, rt) => {
       rt.heap.scope(() => {
         const w = putWeight(rt, 1, randn(r, N * K));
         const panels = rt.heap.alloc(Math.ceil(N / 8) * K * 16);
-        rt.k.packPanelsBf16(w.ptr, K, 0, N, K, panels);
+        rt.k.packPanelsBf16(w.ptr, 0, K, 0, N, K, panels);
         const A = Float32Array.from(randn(r, M * K));
         const c = rt.heap.allocF32(M * N);
         rt.k.gemmPackedBf16(put(rt, A), K, panels, c, N, M, N, K, 0);
@@ -268,7 +280,7 @@ describe.each(builds)("BF16 panels (%s)", (_build, rt) => {
       const N = 44, K = 35;
       const w = putWeight(rt, 1, randn(r, N * K));
       const panels = rt.heap.alloc(Math.ceil(N / 8) * K * 16);
-      rt.k.packPanelsBf16(w.ptr, K, 0, N, K, panels);
+      rt.k.packPanelsBf16(w.ptr, 0, K, 0, N, K, panels);
       for (let M = 1; M <= 12; M++) {
         const a = put(rt, randn(r, M * K));
         const c0 = randn(r, M * N);
