@@ -29,6 +29,9 @@
 //                   (unless --results DIR says where).
 //   --timeout-min M each command is stopped after M minutes (default 90; fractions allowed); the row says it
 //                   timed out and keeps the peak RSS until then.
+//   --questions N, --melbo-steps N
+//                   a smaller eval-ab or melbo than the full workload (the 14B shape's full ones take hours
+//                   on 2 cores): the row's workload column says what ran.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -318,7 +321,7 @@ function render(entries: Entry[]): string {
   ].join("\n");
 }
 
-const USAGE = "usage: node --experimental-wasm-relaxed-simd dist/bench/scale-commands.js [--shapes 1.7b,14b] [--commands caa,eval-ab,generate,melbo] [--threads 2] [--timeout-min 90] [--model DIR [--source-layer S --target-layer T]] [--quick] [--results DIR]";
+const USAGE = "usage: node --experimental-wasm-relaxed-simd dist/bench/scale-commands.js [--shapes 1.7b,14b] [--commands caa,eval-ab,generate,melbo] [--threads 2] [--timeout-min 90] [--model DIR [--source-layer S --target-layer T]] [--quick] [--questions N] [--melbo-steps N] [--results DIR]";
 
 class FlagError extends Error {}
 
@@ -373,6 +376,8 @@ export async function benchScaleCommands(argv: string[] = process.argv.slice(2))
         "source-layer": { type: "string" },
         "target-layer": { type: "string" },
         quick: { type: "boolean" },
+        questions: { type: "string" },
+        "melbo-steps": { type: "string" },
         results: { type: "string" },
         help: { type: "boolean" },
       },
@@ -399,7 +404,15 @@ export async function benchScaleCommands(argv: string[] = process.argv.slice(2))
     throw e;
   }
   const quick = !!values.quick;
-  const w = quick ? QUICK : FULL;
+  let w = quick ? QUICK : FULL;
+  try {
+    if (values.questions !== undefined) w = { ...w, questions: intValue("questions", values.questions as string, 0, 1) };
+    if (values["melbo-steps"] !== undefined) w = { ...w, melboSteps: intValue("melbo-steps", values["melbo-steps"] as string, 0, 1) };
+  } catch (e) {
+    if (!(e instanceof FlagError)) throw e;
+    process.stderr.write(`scale-commands: ${e.message} (--help lists the flags)\n`);
+    return 2;
+  }
   // --quick rows are for trying the script: they stay out of bench/results unless --results says where.
   const resultsDir = values.results ? resolve(String(values.results)) : quick ? null : join(packageRoot(), "bench", "results");
   const file = resultsDir ? join(resultsDir, "scale-commands.json") : null;
