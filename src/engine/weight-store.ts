@@ -220,6 +220,8 @@ export class LayerStream {
 
   /** Where a BF16 projection is read before it is packed into its slot (prepack), else 0. */
   private readonly staging: number;
+  /** Settles when the staging buffer is free: reads of two slots may overlap, their use of it may not. */
+  private stagingFree: Promise<void> = Promise.resolve();
 
   /**
    * `prepack` (forward-only use with every layer resident, forward.ts): BF16 projections are packed
@@ -301,8 +303,16 @@ export class LayerStream {
         await readStored(this.rt, this.src, tensorName(i, p), slot.ptr + e.offset, check);
         continue;
       }
-      await readStored(this.rt, this.src, tensorName(i, p), this.staging, check);
-      this.rt.k.packPanelsBf16(this.staging, PACK_BT, e.inp, 0, e.out, e.inp, slot.ptr + e.offset);
+      const previous = this.stagingFree;
+      let release!: () => void;
+      this.stagingFree = new Promise<void>((resolve) => (release = resolve));
+      try {
+        await previous;
+        await readStored(this.rt, this.src, tensorName(i, p), this.staging, check);
+        this.rt.k.packPanelsBf16(this.staging, PACK_BT, e.inp, 0, e.out, e.inp, slot.ptr + e.offset);
+      } finally {
+        release();
+      }
     }
     this.checked.add(i);
     slot.entries = entries;
