@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AutodiffContext } from "../src/autodiff/tensor.js";
 import { ForwardModel } from "../src/engine/forward.js";
+import { PROJECTIONS, projectionShape } from "../src/engine/layer-weights.js";
 import { generateBatched } from "../src/generation/batched.js";
 import { SteeredDecoder } from "../src/generation/decoder.js";
 import { generateTokens } from "../src/generation/generate.js";
@@ -85,8 +86,7 @@ async function main(): Promise<void> {
   rt.heap.release(readMark);
   const fm = await ForwardModel.create(rt, cfg, ckpt.tensors, { gemm, fullHead: true, log: (l) => console.error(l) });
   // Stored bytes a token reads: every layer's seven projections (BF16) and the whole LM head.
-  const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
-  const layerBytes = cfg.numLayers * 2 * (2 * d * qDim + 2 * d * kvDim + 3 * d * cfg.intermediateSize);
+  const layerBytes = cfg.numLayers * 2 * PROJECTIONS.map((p) => projectionShape(cfg, p)).reduce((s, [out, inp]) => s + out * inp, 0);
   const headBytes = cfg.vocabSize * d * 2;
   // Three bounds on one sequence's tokens/s (a token reads every weight once): the issue's, bytes per
   // token against the copy bandwidth (bytes read + written per second, one thread); this bench's

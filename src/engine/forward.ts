@@ -22,7 +22,7 @@ import { MAX_WEIGHT_BYTES, WeightError, canReadRows, type RowReadableTensorSourc
 import { ropeTables } from "../kernels/rope.js";
 import { packBt, packedFloats, type PackedMatrix } from "../kernels/matmul.js";
 import { loadLayerNorms, loadVector, readEmbeddingRows, type LayerNorms } from "./layer-weights.js";
-import { LayerStream, readStored, storedLayout, yieldToEventLoop } from "./weight-store.js";
+import { DT_BF16, DT_BF16_PANELS, LayerStream, PACK_BT, readStored, storedLayout, yieldToEventLoop } from "./weight-store.js";
 import { allocForwardLayer, forwardLayerFloats, layerDims, layerForward, type LayerContext, type LayerDims, type LayerKv, type PromptRows } from "./decoder-layer.js";
 import { SerialGemm, type ParallelGemm } from "./parallel-gemm.js";
 import { fmtGiB, planLayerWeights, type WeightMode, type WeightPlan } from "./steering-engine.js";
@@ -59,9 +59,6 @@ export interface ForwardCache {
 
 /** LM-head rows packed per dispatch in allLogitsAt: bounds the packed scratch (16 MiB at d = 1024). */
 const HEAD_BLOCK = 4096;
-
-/** assembly/matmul.ts dtype codes: BF16 as stored, and BF16 in packPanelsBf16's panels. */
-const DT_BF16 = 1, DT_BF16_PANELS = 3;
 
 interface FullHead {
   /** The head's bytes (0 when streamed; BF16 in panels, DT_BF16_PANELS), their dtype code, and the packed scratch of one block. */
@@ -162,7 +159,7 @@ export class ForwardModel {
               for (let b0 = 0; b0 < V; b0 += HEAD_BLOCK) {
                 const n = Math.min(HEAD_BLOCK, V - b0), at = raw + b0 * d * 2;
                 rt.k.copy(scratch, at, (n * d) / 2);
-                rt.k.packPanelsBf16(scratch, /* PACK_BT */ 0, d, 0, n, d, at);
+                rt.k.packPanelsBf16(scratch, PACK_BT, d, 0, n, d, at);
               }
             }
             full = { raw, dtype: panels ? DT_BF16_PANELS : layout.dtype, bytesPerElement: layout.bytes / layout.elements, scratch, stream: null };
@@ -302,7 +299,7 @@ export class ForwardModel {
         await this.gemm.run([{
           a: x, m: rows.length, c: out + 4 * b0, ldc: V,
           packed: { ptr: full.scratch, n, k: d },
-          pack: { src, kind: /* PACK_BT */ 0 | (full.dtype << 1), ld: d },
+          pack: { src, kind: PACK_BT | (full.dtype << 1), ld: d },
         }]);
       }
     });

@@ -45,8 +45,8 @@ export function canStream(src: TensorSource): src is StreamableTensorSource {
 }
 
 /** assembly/matmul.ts packPanels codes; DT_BF16_PANELS: a BF16 weight already in packPanelsBf16's panels. */
-const PACK_BT = 0, PACK_B = 1;
-const DT_BF16 = 1, DT_BF16_PANELS = 3;
+export const PACK_BT = 0, PACK_B = 1;
+export const DT_BF16 = 1, DT_BF16_PANELS = 3;
 const DTYPE_CODE: Record<string, number> = { F32: 0, BF16: 1, F16: 2 };
 const DTYPE_BYTES = [4, 2, 2];
 
